@@ -1,0 +1,78 @@
+"""Class activation maps (Zhou et al., 2016) and the pseudo labels every paper here starts from.
+
+With a bias-free 1x1 classifier ``w`` after global average pooling, the CAM of class c at position i is
+``M_c(i) = ReLU(w_c^T f(i))``. WSSS code then (1) sums CAMs over several image scales and their flips,
+(2) keeps only the classes the image is tagged with, (3) divides each class map by its maximum, and
+(4) adds a background score, either a constant threshold or ``(1 - max_c M_c)^k`` (PSA, RRM), before
+taking the argmax as the pseudo label.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .data.transforms import normalize
+
+
+def normalize_cam(cam: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Divide each class map by its spatial maximum: (B, K, H, W) -> values in [0, 1]."""
+    cam = F.relu(cam)
+    return cam / (cam.amax(dim=(2, 3), keepdim=True) + eps)
+
+
+@torch.no_grad()
+def multiscale_cam(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None, *,
+                   scales: Sequence[float] = (1.0, 0.5, 1.5, 2.0), flip: bool = True) -> torch.Tensor:
+    """Multi-scale (and flipped) CAM of a :class:`wsss.models.CAMNet`, normalised per class.
+
+    images: uint8 or normalised float (B, 3, H, W); labels: multi-hot (B, K) tags, used to zero the
+    maps of absent classes. Returns (B, K, H, W) in [0, 1]: ReLU'd CAMs of every scale and flip, resized
+    to (H, W) and summed, then divided by each class's maximum.
+    """
+    if images.dtype == torch.uint8:
+        images = normalize(images)
+    size = images.shape[2:]
+    total = 0.0
+    for s in scales:
+        x = images if s == 1.0 else F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False)
+        batch = torch.cat([x, x.flip(-1)]) if flip else x
+        cam = F.relu(model(batch)["cam"])
+        cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+        if flip:
+            cam = cam[: len(x)] + cam[len(x):].flip(-1)
+        total = total + cam
+    if labels is not None:
+        total = total * labels[:, :, None, None].to(total)
+    return normalize_cam(total)
+
+
+def add_background(cam: torch.Tensor, *, threshold: float | None = None, power: float | None = None) -> torch.Tensor:
+    """Prepend a background channel to normalised CAMs: (B, K, H, W) -> (B, K+1, H, W).
+
+    Either a constant ``threshold`` (the background wins where every CAM is below it), or
+    ``power`` k with background score ``(1 - max_c M_c)^k`` as in PSA and RRM.
+    """
+    if (threshold is None) == (power is None):
+        raise ValueError("give exactly one of threshold= or power=")
+    if threshold is not None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold={threshold} must lie in [0, 1]")
+        bg = torch.full_like(cam[:, :1], threshold)
+    else:
+        if power <= 0:
+            raise ValueError(f"power={power} must be positive")
+        bg = (1 - cam.amax(dim=1, keepdim=True)).clamp(min=0) ** power
+    return torch.cat([bg, cam], dim=1)
+
+
+def cam_to_label(cam: torch.Tensor, **background) -> torch.Tensor:
+    """Pseudo label (B, H, W) with class ids (0 = background): argmax over [background; CAMs]."""
+    return add_background(cam, **background).argmax(dim=1)
+
+
+def cam_to_probs(cam: torch.Tensor, **background) -> torch.Tensor:
+    """[background; CAMs] scores rescaled to sum to 1 over classes, e.g. as a dense CRF's unary input."""
+    scores = add_background(cam, **background).clamp(min=1e-5)
+    return scores / scores.sum(dim=1, keepdim=True)

@@ -1,0 +1,280 @@
+"""The embedded WSSS benchmark: a procedurally generated dataset written in the VOC layout.
+
+Real datasets cannot be downloaded here, so every notebook defaults to this one. It is built so that
+weak supervision is a real problem, with the failure modes WSSS papers fight:
+
+* **Discriminative part.** Each object class is a body shape (disc, box, triangle, ring, cross, diamond)
+  painted in a colour drawn from a palette *shared by all classes*, with a small *class-coloured mark*
+  near its top. The mark alone tells the class, so a classifier trained on image tags looks at the mark
+  and its CAM covers only part of the object; the body, and its shape, is what a mask-supervised
+  model must learn.
+* **Co-occurring context.** Each class prefers one background scene (grass, water, sky, ...), so the
+  scene predicts the tag and CAM leaks onto the background.
+* **Edges that mostly help, sometimes mislead.** Most bodies contrast with their scene, so a dense CRF
+  snaps to the true boundary; some bodies are camouflaged (painted close to the scene's colour), some
+  scenes have strong edges of their own (bricks, waves), and the mark's own edge invites a CRF to cut
+  the object down to its mark.
+* One to three objects per image, several sizes, rotation, occlusion (later objects cover earlier ones),
+  pixel noise.
+
+Everything is deterministic from ``seed``. Profiles set the size: ``tiny`` for unit tests, ``quick`` for
+CPU notebooks, ``full`` for one GPU. The files written are those :class:`wsss.data.VOCLayoutDataset`
+reads: JPEGImages/, SegmentationClass/ (palette PNGs), SegmentationObject/ (instance ids),
+ImageSets/Segmentation/{train_aug,val}.txt, classes.txt, image_labels.txt, clicks.json, benchmark.json.
+
+Command line::
+
+    python -m wsss.data.synthetic --out DIR --profile quick --seed 0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .folder import sample_clicks, stable_seed
+
+GENERATOR_VERSION = 1
+CLASSES = ("background", "disc", "box", "triangle", "ring", "cross", "diamond")
+SCENES = ("grass", "water", "sky", "sand", "bricks", "night")
+# Scene each class prefers (index into SCENES), in class order 1..6.
+PREFERRED_SCENE = (0, 1, 2, 3, 4, 5)
+# Class-coloured marks: saturated hues that no body or scene uses.
+MARK_COLOURS = np.array([
+    (255, 20, 20), (20, 220, 255), (255, 230, 0), (255, 0, 200), (0, 255, 60), (255, 120, 0)], dtype=np.float32)
+# Body colours shared by all classes (muted, so the mark stays the most telling cue).
+BODY_COLOURS = np.array([
+    (150, 110, 80), (120, 120, 130), (200, 190, 170), (90, 70, 110), (60, 90, 140), (140, 140, 70),
+    (180, 130, 150), (100, 60, 50)], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one benchmark profile."""
+    image_size: int
+    n_train: int
+    n_val: int
+    min_radius: float   # object radius, as a fraction of the image size
+    max_radius: float
+
+
+PROFILES = {
+    "tiny": Profile(image_size=48, n_train=24, n_val=12, min_radius=0.14, max_radius=0.26),
+    "quick": Profile(image_size=64, n_train=800, n_val=200, min_radius=0.14, max_radius=0.26),
+    "full": Profile(image_size=160, n_train=4000, n_val=600, min_radius=0.12, max_radius=0.26),
+}
+
+# Probabilities of the scene being the class's preferred one, of a camouflaged body, of 1/2/3 objects.
+P_CONTEXT = 0.7
+P_CAMOUFLAGE = 0.15
+N_OBJECTS_P = (0.5, 0.3, 0.2)
+
+VOC_PALETTE = None  # filled lazily by palette()
+
+
+def palette() -> list[int]:
+    """The PASCAL VOC colour map (256 entries, flattened RGB), used for the palette PNG masks."""
+    global VOC_PALETTE
+    if VOC_PALETTE is None:
+        pal = []
+        for i in range(256):
+            r = g = b = 0
+            c = i
+            for j in range(8):
+                r |= ((c >> 0) & 1) << (7 - j)
+                g |= ((c >> 1) & 1) << (7 - j)
+                b |= ((c >> 2) & 1) << (7 - j)
+                c >>= 3
+            pal += [r, g, b]
+        VOC_PALETTE = pal
+    return VOC_PALETTE
+
+
+def render_scene(kind: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A textured background of scene ``kind`` as float (H, W, 3) in [0, 255]."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    jitter = rng.uniform(-15, 15, size=3).astype(np.float32)
+    noise = rng.normal(0, 1, size=(size, size)).astype(np.float32)
+    name = SCENES[kind]
+    if name == "grass":      # green, fine vertical blades
+        base = np.array([70, 140, 55], np.float32)
+        tex = 18 * noise[..., None] + 10 * np.sin(2 * np.pi * (x * size / 3 + rng.uniform()))[..., None]
+    elif name == "water":    # blue waves: strong horizontal stripes
+        base = np.array([40, 90, 170], np.float32)
+        phase = rng.uniform(0, 2 * np.pi)
+        tex = 35 * np.sin(2 * np.pi * 6 * y + 1.5 * np.sin(2 * np.pi * 2 * x) + phase)[..., None] + 6 * noise[..., None]
+    elif name == "sky":      # smooth vertical gradient
+        base = np.array([150, 190, 235], np.float32)
+        tex = (-60 * (y - 0.5))[..., None] + 4 * noise[..., None]
+    elif name == "sand":     # warm, speckled
+        base = np.array([205, 175, 120], np.float32)
+        tex = 22 * noise[..., None]
+    elif name == "bricks":   # grey bricks: strong edges that are not object boundaries
+        base = np.array([150, 95, 80], np.float32)
+        rows = np.floor(y * 6)
+        cols = np.floor(x * 4 + 0.5 * (rows % 2))
+        mortar = (np.abs(y * 6 - np.round(y * 6)) < 0.08) | (np.abs(x * 4 + 0.5 * (rows % 2) - np.round(x * 4 + 0.5 * (rows % 2))) < 0.06)
+        tex = (12 * np.sin(rows * 3.1 + cols * 1.7))[..., None] + np.where(mortar, 70, 0)[..., None] + 6 * noise[..., None]
+    else:                    # night: dark with bright speckles
+        base = np.array([25, 25, 45], np.float32)
+        tex = np.where(rng.uniform(size=(size, size)) < 0.02, 160, 0)[..., None].astype(np.float32) + 5 * noise[..., None]
+    return np.clip(base + jitter + tex, 0, 255)
+
+
+def shape_mask(cls: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Body of class ``cls`` (1..6) in object coordinates u (right), v (down), both scaled to [-1, 1]."""
+    name = CLASSES[cls]
+    if name == "disc":
+        return u**2 + v**2 <= 1
+    if name == "box":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.82
+    if name == "triangle":
+        return (v <= 0.85) & (v >= -1.05 + 2.0 * np.abs(u))
+    if name == "ring":
+        r2 = u**2 + v**2
+        return (r2 <= 1) & (r2 >= 0.42**2)
+    if name == "cross":
+        inside = np.maximum(np.abs(u), np.abs(v)) <= 0.95
+        return inside & ((np.abs(u) <= 0.36) | (np.abs(v) <= 0.36))
+    if name == "diamond":
+        return np.abs(u) + np.abs(v) <= 1.05
+    raise ValueError(f"unknown class {cls}")
+
+
+def render_image(rng: np.random.Generator, profile: Profile):
+    """One image with its class mask, instance mask and tags.
+
+    Returns image uint8 (H, W, 3), mask uint8 (H, W) class ids, instances uint8 (H, W), classes [int].
+    """
+    size = profile.image_size
+    n_obj = rng.choice(len(N_OBJECTS_P), p=N_OBJECTS_P) + 1
+    classes = rng.integers(1, len(CLASSES), size=n_obj)
+    # The scene follows the first object's class with probability P_CONTEXT.
+    scene = PREFERRED_SCENE[classes[0] - 1] if rng.uniform() < P_CONTEXT else rng.integers(len(SCENES))
+    image = render_scene(scene, size, rng)
+    scene_mean = image.mean(axis=(0, 1))
+    mask = np.zeros((size, size), np.uint8)
+    instances = np.zeros((size, size), np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    for k, cls in enumerate(classes, 1):
+        radius = rng.uniform(profile.min_radius, profile.max_radius) * size
+        cy, cx = rng.uniform(0.5 * radius, size - 0.5 * radius, size=2)
+        theta = np.deg2rad(rng.uniform(-20, 20))
+        dy, dx = (yy - cy) / radius, (xx - cx) / radius
+        u = np.cos(theta) * dx + np.sin(theta) * dy
+        v = -np.sin(theta) * dx + np.cos(theta) * dy
+        body = shape_mask(int(cls), u, v)
+        if body.sum() < 4:
+            continue
+        if rng.uniform() < P_CAMOUFLAGE:   # painted close to the scene: no edge for a CRF to follow
+            colour = scene_mean + rng.uniform(-18, 18, size=3)
+        else:
+            colour = BODY_COLOURS[rng.integers(len(BODY_COLOURS))] + rng.uniform(-15, 15, size=3)
+        shade = 1.0 - 0.25 * np.clip(v, -1, 1)[..., None]          # light from the top
+        body_rgb = np.clip(colour * shade + rng.normal(0, 6, size=(size, size, 1)), 0, 255)
+        image = np.where(body[..., None], body_rgb, image)
+        mark = body & ((u**2 + (v + 0.5) ** 2) <= 0.36**2)
+        image = np.where(mark[..., None], MARK_COLOURS[cls - 1] + rng.uniform(-20, 20, size=3), image)
+        mask[body] = cls
+        instances[body] = k
+    image = image + rng.normal(0, 5, size=image.shape)
+    # Soften every edge a little, as a camera would (3x3 box blur).
+    pad = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    image = sum(pad[i:i + size, j:j + size] for i in range(3) for j in range(3)) / 9.0
+    # Relabel instances to the visible ones only; an object hidden entirely by others is dropped.
+    visible = [k for k in np.unique(instances) if k > 0]
+    inst = np.zeros_like(instances)
+    for new, k in enumerate(visible, 1):
+        inst[instances == k] = new
+    present = sorted({int(c) for c in np.unique(mask) if c > 0})
+    return np.clip(image, 0, 255).astype(np.uint8), mask, inst, present
+
+
+def write_benchmark(out: str | Path, profile: str = "quick", seed: int = 0, *, progress: bool = True) -> Path:
+    """Write the benchmark of ``profile`` to folder ``out`` (replaced atomically) and return it."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not known; choose one of {tuple(PROFILES)}")
+    prof = PROFILES[profile]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
+            (tmp / sub).mkdir(parents=True)
+        (tmp / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+        tags_lines, clicks = [], {}
+        pal = palette()
+        for split, count, offset in (("train_aug", prof.n_train, 0), ("val", prof.n_val, 1)):
+            rng = np.random.default_rng([seed, offset, GENERATOR_VERSION])
+            names = []
+            for i in tqdm(range(count), desc=f"synthetic {profile} {split}", disable=not progress):
+                name = f"{split}_{i:05d}"
+                image, mask, inst, present = render_image(rng, prof)
+                Image.fromarray(image).save(tmp / "JPEGImages" / f"{name}.jpg", quality=95)
+                for folder, arr in (("SegmentationClass", mask), ("SegmentationObject", inst)):
+                    png = Image.fromarray(arr, mode="P")
+                    png.putpalette(pal)
+                    png.save(tmp / folder / f"{name}.png")
+                tags_lines.append(" ".join([name] + [str(c) for c in present]))
+                clicks[name] = sample_clicks(mask.astype(np.int64), stable_seed(name, seed),
+                                             instances=inst.astype(np.int64)).tolist()
+                names.append(name)
+            (tmp / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+        (tmp / "image_labels.txt").write_text("\n".join(tags_lines) + "\n")
+        (tmp / "clicks.json").write_text(json.dumps(clicks))
+        meta = {"generator_version": GENERATOR_VERSION, "profile": profile, "seed": seed, **asdict(prof),
+                "classes": list(CLASSES), "scenes": list(SCENES), "p_context": P_CONTEXT,
+                "p_camouflage": P_CAMOUFLAGE}
+        (tmp / "benchmark.json").write_text(json.dumps(meta, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def default_root() -> Path:
+    """Where generated benchmarks are cached: $WSSS_DATA, else ~/.cache/wsss."""
+    return Path(os.environ.get("WSSS_DATA", Path.home() / ".cache" / "wsss"))
+
+
+def ensure_benchmark(root: str | Path | None = None, profile: str = "quick", seed: int = 0,
+                     *, progress: bool = True) -> Path:
+    """Return the folder of the benchmark for (profile, seed), writing it first if it is not cached.
+
+    ``root`` is the folder itself; by default ``default_root()/synthetic-<profile>-seed<seed>``. A cached
+    folder is reused only if its benchmark.json matches this generator version, profile and seed.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not known; choose one of {tuple(PROFILES)}")
+    folder = Path(root) if root is not None else default_root() / f"synthetic-{profile}-seed{seed}"
+    meta_path = folder / "benchmark.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if (meta.get("generator_version"), meta.get("profile"), meta.get("seed")) == (GENERATOR_VERSION, profile, seed):
+            return folder
+    return write_benchmark(folder, profile, seed, progress=progress)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="folder to write (replaced if it exists)")
+    parser.add_argument("--profile", default="quick", choices=tuple(PROFILES))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    path = write_benchmark(args.out, args.profile, args.seed)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Evaluation: confusion matrix, mIoU and per-class tables in the papers' layout.
+
+mIoU follows the PASCAL VOC protocol: accumulate one confusion matrix over the whole split (not a mean
+of per-image scores), ignore pixels labelled 255, IoU_c = TP / (TP + FP + FN), and average over the
+classes that occur in the ground truth or the predictions.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .data.folder import IGNORE
+
+
+class ConfusionMatrix:
+    """Accumulates a (C, C) confusion matrix; rows are ground truth, columns predictions."""
+
+    def __init__(self, num_classes: int):
+        if num_classes < 2:
+            raise ValueError(f"num_classes={num_classes} must be at least 2")
+        self.num_classes = num_classes
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
+        """Add a batch: pred and target are integer class ids of the same shape; target 255 is ignored."""
+        pred, target = torch.as_tensor(pred), torch.as_tensor(target)
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+        pred, target = pred.reshape(-1).long().cpu(), target.reshape(-1).long().cpu()
+        keep = target != IGNORE
+        pred, target = pred[keep], target[keep]
+        if pred.numel() and (pred.min() < 0 or pred.max() >= self.num_classes):
+            raise ValueError(f"predictions hold class ids outside 0..{self.num_classes - 1}")
+        if target.numel() and target.max() >= self.num_classes:
+            raise ValueError(f"targets hold class ids outside 0..{self.num_classes - 1} (255 = ignore)")
+        idx = target * self.num_classes + pred
+        self.matrix += torch.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
+
+    def iou(self) -> np.ndarray:
+        """Per-class IoU (C,), NaN for a class absent from both ground truth and predictions."""
+        m = self.matrix.double()
+        tp = m.diag()
+        union = m.sum(0) + m.sum(1) - tp
+        iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+        return iou.numpy()
+
+    def miou(self) -> float:
+        """Mean IoU over the classes that occur, as a fraction in [0, 1]."""
+        iou = self.iou()
+        return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+
+    def pixel_accuracy(self) -> float:
+        m = self.matrix.double()
+        return float(m.diag().sum() / m.sum().clamp(min=1))
+
+
+def miou(preds, targets, num_classes: int) -> float:
+    """mIoU of an iterable of (prediction, target) mask pairs."""
+    cm = ConfusionMatrix(num_classes)
+    for p, t in zip(preds, targets):
+        cm.update(p, t)
+    return cm.miou()
+
+
+def per_class_table(results: dict[str, ConfusionMatrix], class_names: Sequence[str], *, percent: bool = True):
+    """A pandas DataFrame with one row per method and one column per class plus mIoU, as in the papers."""
+    import pandas as pd
+
+    scale = 100.0 if percent else 1.0
+    rows = {}
+    for method, cm in results.items():
+        if cm.num_classes != len(class_names):
+            raise ValueError(f"{method}: {cm.num_classes} classes but {len(class_names)} class names")
+        iou = cm.iou() * scale
+        rows[method] = dict(zip(class_names, iou), mIoU=np.nanmean(iou))
+    return pd.DataFrame.from_dict(rows, orient="index").round(1)

@@ -1,0 +1,25 @@
+"""Losses shared by several papers.
+
+Method-specific losses live in their method module; what two or more papers use lives here once.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .data.folder import IGNORE
+
+
+def multilabel_soft_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Image-level classification loss of every CAM method: mean over classes of the binary
+    cross-entropy ``-[y log s(x) + (1 - y) log(1 - s(x))]`` (PyTorch's MultiLabelSoftMarginLoss).
+    logits, labels: (B, K)."""
+    return F.multilabel_soft_margin_loss(logits, labels.to(logits.dtype))
+
+
+def segmentation_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pixel-wise cross-entropy ignoring 255. logits (B, C, H, W), target (B, H, W) int64.
+    Returns 0 (with a gradient path) when every pixel is ignored."""
+    if (target != IGNORE).any():
+        return F.cross_entropy(logits, target, ignore_index=IGNORE)
+    return logits.sum() * 0.0

@@ -1,0 +1,1 @@
+"""One module per paper (and baseline); each holds only what its paper adds."""
