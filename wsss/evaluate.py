@@ -76,3 +76,22 @@ def per_class_table(results: dict[str, ConfusionMatrix], class_names: Sequence[s
         iou = cm.iou() * scale
         rows[method] = dict(zip(class_names, iou), mIoU=np.nanmean(iou))
     return pd.DataFrame.from_dict(rows, orient="index").round(1)
+
+
+@torch.no_grad()
+def evaluate(predict, dataset, *, batch_size: int = 16, device: str | torch.device = "cpu",
+             progress: bool = False, desc: str = "eval") -> ConfusionMatrix:
+    """Run ``predict(batch) -> (B, H, W) class ids`` over a dataset and accumulate its confusion matrix.
+
+    ``batch`` is the collated sample dict with its tensors on ``device``.
+    """
+    from tqdm.auto import tqdm
+
+    from .data.folder import collate
+
+    cm = ConfusionMatrix(dataset.num_classes)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        cm.update(predict(batch), batch["mask"])
+    return cm

@@ -1,0 +1,166 @@
+"""What every notebook does besides teaching its paper: parameter checks, paths, data, results.
+
+Notebooks start with a ``parameters`` cell of plain literals (papermill overrides them) and call
+:func:`check_parameters` in the next cell. Paths are resolved here, through the package, because
+papermill starts the kernel in the caller's folder and nbval in the notebook's.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import platform
+import time
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .data import DATASETS, build_dataset
+from .data.synthetic import PROFILES, ensure_benchmark
+
+NOTEBOOK_PROFILES = ("quick", "full", "paper")
+# Names IPython puts in a kernel's namespace by itself.
+_KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def repo_root() -> Path:
+    """The repository checkout holding this package (where notebooks/, results/ and figures/ live).
+
+    Falls back to the current folder when the package is installed without its repository.
+    """
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "notebooks").is_dir() else Path.cwd()
+
+
+# ---- parameter checks ------------------------------------------------------------------------------
+
+def one_of(*choices) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {choices}"
+
+
+def number(lo: float | None = None, hi: float | None = None, *, integer: bool = False) -> Callable[[Any], str | None]:
+    def check(v):
+        kind = int if integer else (int, float)
+        if isinstance(v, bool) or not isinstance(v, kind):
+            return f"must be {'an integer' if integer else 'a number'}"
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            return f"must lie in [{lo}, {hi}]"
+        return None
+    return check
+
+
+def optional_path(v) -> str | None:
+    return None if v is None or isinstance(v, (str, Path)) else "must be a path or None"
+
+
+def device_name(v) -> str | None:
+    if v == "auto":
+        return None
+    try:
+        dev = torch.device(v)
+    except (RuntimeError, TypeError):
+        return "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        return "asks for CUDA but no GPU is available here; use 'auto' or 'cpu'"
+    return None
+
+
+COMMON = {"dataset": one_of(*DATASETS), "data_root": optional_path, "profile": one_of(*NOTEBOOK_PROFILES),
+          "device": device_name, "seed": number(0, 2**31 - 1, integer=True), "out_dir": optional_path}
+
+
+def check_parameters(namespace: dict, spec: dict[str, Callable[[Any], str | None]]) -> dict:
+    """Validate a notebook's parameters; raise one ValueError naming the first bad one.
+
+    ``spec`` maps each parameter to a checker returning an error text or None (the common ones of
+    :data:`COMMON` are added). A name in ``namespace`` that no spec knows - a misspelt
+    ``papermill -p`` (papermill itself only warns) - is an error too. Returns the parameters as a dict.
+    """
+    spec = {**COMMON, **spec}
+    unknown = [k for k, v in namespace.items()
+               if not k.startswith("_") and k not in spec and k not in _KERNEL_NAMES
+               and not isinstance(v, (types.ModuleType, types.FunctionType, type))]
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, spec, n=1) for k in unknown}
+        said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+        raise ValueError(f"unknown parameter {said}; this notebook takes {sorted(spec)}")
+    for name, check in spec.items():
+        if name not in namespace:
+            raise ValueError(f"parameter {name!r} is missing from the parameters cell")
+        problem = check(namespace[name])
+        if problem:
+            raise ValueError(f"parameter {name}={namespace[name]!r} {problem}")
+    if namespace["dataset"] != "synthetic" and namespace["data_root"] is None:
+        raise ValueError(f"parameter data_root is required for dataset={namespace['dataset']!r}")
+    if namespace["profile"] == "paper" and namespace["dataset"] == "synthetic":
+        raise ValueError("parameter profile='paper' means the paper's data and schedule: set dataset and data_root")
+    return {k: namespace[k] for k in spec}
+
+
+# ---- data, outputs ---------------------------------------------------------------------------------
+
+def open_data(dataset: str, data_root, profile: str, seed: int, *, train_split: str = "train_aug",
+              val_split: str = "val", train_transform=None, with_clicks: bool = False):
+    """(root, train set, val set). The synthetic benchmark is generated on first use and cached."""
+    if dataset == "synthetic":
+        bench_profile = profile if profile in PROFILES else "full"
+        root = ensure_benchmark(data_root, bench_profile, seed)
+    else:
+        root = Path(data_root)
+        if not root.exists():
+            raise FileNotFoundError(f"data_root {root} does not exist")
+    train = build_dataset(dataset, root, train_split, transform=train_transform, with_clicks=with_clicks)
+    val = build_dataset(dataset, root, val_split)
+    return root, train, val
+
+
+def output_dirs(out_dir) -> tuple[Path, Path]:
+    """(results dir, figures dir): out_dir/results and out_dir/figures.
+
+    Without out_dir: $WSSS_OUT_DIR when set (the test suite sets it, so that running the notebooks under
+    nbval leaves the committed results alone), else the repository's own folders.
+    """
+    if out_dir is None:
+        out_dir = os.environ.get("WSSS_OUT_DIR")
+    base = Path(out_dir) if out_dir is not None else repo_root()
+    results, figures = base / "results", base / "figures"
+    results.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    return results, figures
+
+
+def write_results(results_dir: Path, notebook: str, profile: str, payload: dict) -> Path:
+    """Write results/<notebook>-<profile>.json with the numbers plus where and how they were made."""
+    meta = {"notebook": notebook, "profile": profile, "torch": torch.__version__, "python": platform.python_version(),
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+            "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path = results_dir / f"{notebook}-{profile}.json"
+    path.write_text(json.dumps({**payload, "meta": meta}, indent=1, default=float) + "\n")
+    return path
+
+
+class Stopwatch:
+    """Wall time since creation, for the time budget printed at the end of each notebook."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def loader_throughput(dataset, *, batch_size: int = 16, num_workers: int = 0, batches: int = 20) -> float:
+    """Images per second the data pipeline delivers (decode + transform + collate), to compare with
+    a training step's speed: a loader slower than the GPU starves it."""
+    from .data.folder import collate
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate,
+                                         num_workers=num_workers, generator=torch.Generator().manual_seed(0))
+    start, seen = time.perf_counter(), 0
+    for i, batch in enumerate(loader):
+        seen += len(batch["image"])
+        if i + 1 >= batches:
+            break
+    return seen / (time.perf_counter() - start)
