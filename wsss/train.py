@@ -156,7 +156,8 @@ def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "tr
 
     use_amp = cfg.amp and device.type == "cuda"
     per_epoch = len(_epoch_batches(len(dataset), cfg.batch_size, cfg.seed, 0, rank, world))
-    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not cfg.progress or rank != 0, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not cfg.progress or rank != 0, dynamic_ncols=True,
+               mininterval=1.0)
     sums: dict[str, float] = {}
     start = time.perf_counter()
     method.train()

@@ -3,13 +3,14 @@
 Real datasets cannot be downloaded here, so every notebook defaults to this one. It is built so that
 weak supervision is a real problem, with the failure modes WSSS papers fight:
 
-* **Discriminative part.** Each object class is a body shape (disc, box, triangle, ring, cross, diamond)
-  painted in a colour drawn from a palette *shared by all classes*, with a small *class-coloured mark*
-  near its top. The mark alone tells the class, so a classifier trained on image tags looks at the mark
-  and its CAM covers only part of the object; the body, and its shape, is what a mask-supervised
+* **Discriminative part.** Each object class has a body shape (disc, box, triangle, ring, cross,
+  diamond; 30% of bodies take another class's shape) painted in a colour drawn from a palette *shared
+  by all classes*, and a small *class-coloured mark* near its top. Only the mark tells the class for
+  sure, so a classifier trained on image tags looks at the mark and its CAM covers part of the object
+  (objects span several CAM cells); the body, and which mark it carries, is what a mask-supervised
   model must learn.
-* **Co-occurring context.** Each class prefers one background scene (grass, water, sky, ...), so the
-  scene predicts the tag and CAM leaks onto the background.
+* **Co-occurring context.** Each class prefers one background scene (grass, water, sky, ...; 85% of
+  images show the first object's scene), so the scene predicts the tag and CAM leaks onto the background.
 * **Edges that mostly help, sometimes mislead.** Most bodies contrast with their scene, so a dense CRF
   snaps to the true boundary; some bodies are camouflaged (painted close to the scene's colour), some
   scenes have strong edges of their own (bricks, waves), and the mark's own edge invites a CRF to cut
@@ -42,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .folder import sample_clicks, stable_seed
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CLASSES = ("background", "disc", "box", "triangle", "ring", "cross", "diamond")
 SCENES = ("grass", "water", "sky", "sand", "bricks", "night")
 # Scene each class prefers (index into SCENES), in class order 1..6.
@@ -67,14 +68,15 @@ class Profile:
 
 
 PROFILES = {
-    "tiny": Profile(image_size=48, n_train=24, n_val=12, min_radius=0.14, max_radius=0.26),
-    "quick": Profile(image_size=64, n_train=800, n_val=200, min_radius=0.14, max_radius=0.26),
-    "full": Profile(image_size=160, n_train=4000, n_val=600, min_radius=0.12, max_radius=0.26),
+    "tiny": Profile(image_size=48, n_train=24, n_val=12, min_radius=0.18, max_radius=0.34),
+    "quick": Profile(image_size=64, n_train=800, n_val=200, min_radius=0.18, max_radius=0.34),
+    "full": Profile(image_size=160, n_train=4000, n_val=600, min_radius=0.14, max_radius=0.34),
 }
 
 # Probabilities of the scene being the class's preferred one, of a camouflaged body, of 1/2/3 objects.
-P_CONTEXT = 0.7
+P_CONTEXT = 0.85
 P_CAMOUFLAGE = 0.15
+P_CLASS_SHAPE = 0.7   # probability that a body has its class's own shape (else one of the other shapes)
 N_OBJECTS_P = (0.5, 0.3, 0.2)
 
 VOC_PALETTE = None  # filled lazily by palette()
@@ -171,7 +173,8 @@ def render_image(rng: np.random.Generator, profile: Profile):
         dy, dx = (yy - cy) / radius, (xx - cx) / radius
         u = np.cos(theta) * dx + np.sin(theta) * dy
         v = -np.sin(theta) * dx + np.cos(theta) * dy
-        body = shape_mask(int(cls), u, v)
+        shape = cls if rng.uniform() < P_CLASS_SHAPE else rng.choice([c for c in range(1, len(CLASSES)) if c != cls])
+        body = shape_mask(int(shape), u, v)
         if body.sum() < 4:
             continue
         if rng.uniform() < P_CAMOUFLAGE:   # painted close to the scene: no edge for a CRF to follow
@@ -181,7 +184,7 @@ def render_image(rng: np.random.Generator, profile: Profile):
         shade = 1.0 - 0.25 * np.clip(v, -1, 1)[..., None]          # light from the top
         body_rgb = np.clip(colour * shade + rng.normal(0, 6, size=(size, size, 1)), 0, 255)
         image = np.where(body[..., None], body_rgb, image)
-        mark = body & ((u**2 + (v + 0.5) ** 2) <= 0.36**2)
+        mark = body & ((u**2 + (v + 0.55) ** 2) <= 0.3**2)
         image = np.where(mark[..., None], MARK_COLOURS[cls - 1] + rng.uniform(-20, 20, size=3), image)
         mask[body] = cls
         instances[body] = k
@@ -232,7 +235,7 @@ def write_benchmark(out: str | Path, profile: str = "quick", seed: int = 0, *, p
         (tmp / "clicks.json").write_text(json.dumps(clicks))
         meta = {"generator_version": GENERATOR_VERSION, "profile": profile, "seed": seed, **asdict(prof),
                 "classes": list(CLASSES), "scenes": list(SCENES), "p_context": P_CONTEXT,
-                "p_camouflage": P_CAMOUFLAGE}
+                "p_camouflage": P_CAMOUFLAGE, "p_class_shape": P_CLASS_SHAPE}
         (tmp / "benchmark.json").write_text(json.dumps(meta, indent=1))
         if out.exists():
             shutil.rmtree(out)
