@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from .data import DATASETS, build_dataset
+from .data import DATASETS, DatasetError, build_dataset
 from .data.synthetic import PROFILES, ensure_benchmark
 
 NOTEBOOK_PROFILES = ("quick", "full", "paper")
@@ -101,9 +101,18 @@ def check_parameters(namespace: dict, spec: dict[str, Callable[[Any], str | None
 
 # ---- data, outputs ---------------------------------------------------------------------------------
 
-def open_data(dataset: str, data_root, profile: str, seed: int, *, train_split: str = "train_aug",
-              val_split: str = "val", train_transform=None, with_clicks: bool = False):
-    """(root, train set, val set). The synthetic benchmark is generated on first use and cached."""
+# (train split, val split) of each dataset as the papers use them
+DEFAULT_SPLITS = {"synthetic": ("train_aug", "val"), "voc": ("train_aug", "val"), "coco": ("train", "val"),
+                  "cocostuff10k": ("train", "test")}
+
+
+def open_data(dataset: str, data_root, profile: str, seed: int, *, train_transform=None, with_clicks: bool = False):
+    """(root, train set, val set) with the dataset's usual splits (:data:`DEFAULT_SPLITS`).
+
+    The synthetic benchmark is generated on first use and cached. A VOC-layout folder of one's own that
+    has neither train_aug.txt nor SBD beside it is trained on its "train" split (and says so).
+    """
+    train_split, val_split = DEFAULT_SPLITS[dataset]
     if dataset == "synthetic":
         bench_profile = profile if profile in PROFILES else "full"
         root = ensure_benchmark(data_root, bench_profile, seed)
@@ -111,7 +120,13 @@ def open_data(dataset: str, data_root, profile: str, seed: int, *, train_split: 
         root = Path(data_root)
         if not root.exists():
             raise FileNotFoundError(f"data_root {root} does not exist")
-    train = build_dataset(dataset, root, train_split, transform=train_transform, with_clicks=with_clicks)
+    try:
+        train = build_dataset(dataset, root, train_split, transform=train_transform, with_clicks=with_clicks)
+    except DatasetError:
+        if not (dataset == "voc" and (root / "ImageSets" / "Segmentation" / "train.txt").is_file()):
+            raise
+        print(f"{root}: no train_aug split and no SBD to build it from; training on the 'train' split")
+        train = build_dataset(dataset, root, "train", transform=train_transform, with_clicks=with_clicks)
     val = build_dataset(dataset, root, val_split)
     return root, train, val
 

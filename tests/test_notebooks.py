@@ -1,0 +1,103 @@
+"""Notebook plumbing: parameter checks (including misspelt papermill names) and the runner."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from wsss.notebook import check_parameters, number, output_dirs, write_results
+from wsss.run_notebooks import tidy
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = dict(dataset="synthetic", data_root=None, profile="quick", device="auto", seed=0, out_dir=None, T=150)
+SPEC = {"T": number(1, 10_000, integer=True)}
+
+
+def test_good_parameters_pass():
+    assert check_parameters(dict(GOOD, In=[], _oh={}, np=json), SPEC)["T"] == 150
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"Tt": 150}, r"unknown parameter 'Tt' \(did you mean 'T'\?\)"),
+    ({"T": 0}, r"parameter T=0 must lie in"),
+    ({"T": 1.5}, r"parameter T=1.5 must be an integer"),
+    ({"profile": "fast"}, r"parameter profile='fast' must be one of"),
+    ({"dataset": "imagenet"}, r"parameter dataset='imagenet'"),
+    ({"dataset": "voc"}, r"data_root is required"),
+    ({"device": "tpu"}, r"parameter device='tpu'"),
+    ({"seed": -1}, r"parameter seed=-1"),
+])
+def test_bad_parameters_are_named(change, match):
+    with pytest.raises(ValueError, match=match):
+        check_parameters(dict(GOOD, **change), SPEC)
+
+
+def test_missing_parameter():
+    params = dict(GOOD)
+    del params["T"]
+    with pytest.raises(ValueError, match="'T' is missing"):
+        check_parameters(params, SPEC)
+
+
+def test_outputs_go_where_asked(tmp_path):
+    results, figures = output_dirs(tmp_path)
+    path = write_results(results, "basics", "quick", {"cam_miou": 0.5})
+    assert path == tmp_path / "results" / "basics-quick.json" and figures.is_dir()
+    assert json.loads(path.read_text())["cam_miou"] == 0.5
+
+
+def test_every_notebook_follows_the_conventions():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks, "no notebooks found"
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata["kernelspec"]["name"] == "python3", path
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), f"{path}: first code cell must be tagged parameters"
+        assert "check_parameters(globals()" in code[1].source, f"{path}: second code cell must validate the parameters"
+        for line in code[0].source.splitlines():
+            stmt = line.split("#")[0].strip()
+            if stmt:
+                name, _, value = stmt.partition("=")
+                compile(value.strip(), str(path), "eval")     # a plain expression ...
+                assert value.strip()[0] in "\"'-0123456789NTF", f"{path}: {line!r} is not a plain literal"
+        assert any(c.get("outputs") for c in code), f"{path}: committed without outputs"
+
+
+def test_papermill_rejects_a_misspelt_parameter(tmp_path):
+    """papermill only warns about an unknown -p name; the notebook's validation cell must stop it."""
+    out = tmp_path / "out.ipynb"
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "basics.ipynb"), str(out),
+                           "-p", "cam_bg_treshold", "0.3", "--cwd", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "unknown parameter 'cam_bg_treshold' (did you mean 'cam_bg_threshold'?)" in proc.stderr + proc.stdout
+
+
+def test_tidy_removes_papermill_metadata(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    nb.cells[0].metadata["papermill"] = {"duration": 1.0}
+    nb.metadata["papermill"] = {"parameters": {}}
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    tidy(path)
+    again = nbformat.read(path, as_version=4)
+    assert "papermill" not in again.metadata and "papermill" not in again.cells[0].metadata
+
+
+def test_basics_runs_on_any_voc_layout_folder(tmp_path, tiny_benchmark):
+    """`papermill basics.ipynb out.ipynb -p dataset voc -p data_root DIR` on a folder with a classes.txt."""
+    import papermill
+
+    out = tmp_path / "out"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "basics.ipynb"), str(tmp_path / "basics.ipynb"),
+                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "classifier_steps": 4,
+                                           "segmentation_steps": 4, "out_dir": str(out)},
+                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    result = json.loads((out / "results" / "basics-quick.json").read_text())
+    for key in ("fully_supervised_miou", "cam_miou", "cam_crf_miou"):
+        assert 0.0 <= result[key] <= 1.0
+    assert result["wall_time_s"] > 0 and result["dataset"] == "voc"
+    assert (out / "figures" / "basics_cams.png").is_file()
