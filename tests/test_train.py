@@ -99,3 +99,17 @@ def test_bad_config_and_tiny_dataset(data):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             train(TinyTagger(), data, TrainConfig(steps=1, device="cuda", progress=False))
+
+
+def test_ddp_under_torchrun_keeps_ranks_in_step(tiny_benchmark):
+    """Two processes on the CPU (gloo): gradients are averaged, so both ranks end with the same weights."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                           str(here / "helpers" / "ddp_train.py"), str(tiny_benchmark), str(here)],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ranks=2 steps=4 weights_equal=True" in proc.stdout
