@@ -1,0 +1,252 @@
+"""RRM: "Reliability Does Matter: An End-to-End Weakly Supervised Semantic Segmentation Approach"
+(Zhang et al., AAAI 2020), the single-stage baseline ASDT builds on.
+
+One backbone feeds two branches: a CAM classifier (GAP + bias-free 1x1 classifier, trained on image
+tags) and a segmentation branch (two dilated 3x3 convs). At every step the classifier's CAMs are turned
+into *reliable* pixel labels - dense CRF at two background strengths, kept only where both the CAM and
+the CRF are confident, the rest ignored (255) - and the segmentation branch learns from them with a
+cross-entropy split into a background and a foreground part, plus the dense-CRF energy as a
+regulariser on its softmax output (ASDT calls it the structure loss L_str, Eq. 6-8 of ASDT).
+
+Where the RRM paper is silent, we follow the public RRM code (``compute_seg_label`` and
+``_crf_with_alpha`` in its training script); each such choice is named in the docstring that makes it.
+Shared parts come from the package: CAM (:mod:`wsss.cam`), dense CRF and its energy
+(:mod:`wsss.refine.crf`), the classification loss (:mod:`wsss.losses`).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..cam import cam_to_probs, multiscale_cam, normalize_cam
+from ..data.folder import IGNORE
+from ..data.transforms import normalize
+from ..losses import multilabel_soft_margin, segmentation_ce
+from ..models import build_backbone
+from ..models.heads import CAMNet
+from ..refine.crf import dense_crf_batch, dense_crf_loss
+
+# the RRM code's constants
+K_LOW, K_HIGH = 4, 32               # background powers of the two CRFs: (1 - max CAM)^k
+CAM_GAUSSIAN = (3, 3)               # (sxy, compat)
+CAM_BILATERAL = (80, 13, 10)        # (sxy, srgb, compat)
+FG_MIN, FG_QUANTILE, BG_SURE, CRF_SURE = 0.1, 0.6, 0.8, 0.8
+# L_str of RRM's code: rloss with sigma_rgb=15, sigma_xy=100, at half resolution, weight 1e-7 on the
+# energy summed over the pixels of a 321x321 crop (161x161 at half resolution). We use the per-pixel
+# mean ("mean" reduction), so the same weight reads 1e-7 * 161^2, independent of the image size.
+STR_SIGMA_RGB, STR_SIGMA_XY, STR_SCALE = 15.0, 100.0, 0.5
+STR_WEIGHT = 1e-7 * 161 * 161
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reliable pseudo labels from CAMs
+# ---------------------------------------------------------------------------------------------------
+def _channels_last(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (B, 3, H, W) or (B, H, W, 3) -> (B, H, W, 3) (channels-last wins if both fit)."""
+    if images.ndim != 4 or 3 not in (images.shape[1], images.shape[3]):
+        raise ValueError(f"images must be (B, 3, H, W) or (B, H, W, 3), got {tuple(images.shape)}")
+    return images if images.shape[3] == 3 else images.permute(0, 2, 3, 1)
+
+
+def cam_sure_mask(scores: torch.Tensor, present: torch.Tensor, *, fg_min: float = FG_MIN,
+                  fg_quantile: float = FG_QUANTILE, bg_sure: float = BG_SURE) -> torch.Tensor:
+    """Where the CAM itself is confident (RRM): (B, K+1, H, W) scores [bg; CAMs] -> bool (B, H, W).
+
+    With the CAM label l = argmax(scores): a foreground class c is sure where l = c and its score
+    exceeds the ``fg_quantile`` quantile of its scores above ``fg_min`` inside l = c (the RRM code sorts
+    those values and takes the one at index int(0.6 n), a strict ">"); background is sure where l = 0
+    and the background score exceeds ``bg_sure``. Only the classes in ``present`` (B, K+1) bool are
+    checked (the RRM code walks the classes of the low-k CRF label). A class with no score above
+    ``fg_min`` has no sure pixels (the RRM code would fail on an empty list there).
+    """
+    label = scores.argmax(1)                                                   # (B, H, W)
+    sure = torch.zeros_like(label, dtype=torch.bool)
+    for b in range(scores.shape[0]):
+        for c in present[b].nonzero().flatten().tolist():
+            own = torch.where(label[b] == c, scores[b, c], torch.zeros_like(scores[b, c]))
+            if c == 0:
+                sure[b] |= own > bg_sure
+                continue
+            values = own[own > fg_min].sort().values
+            if values.numel() == 0:
+                continue
+            sure[b] |= own > values[int(values.numel() * fg_quantile)]
+    return sure
+
+
+def crf_unsure_mask(q_low: torch.Tensor, q_high: torch.Tensor, *, crf_sure: float = CRF_SURE) -> torch.Tensor:
+    """Where the two CRFs are not confident (RRM): max over [Q_high background; Q_low foreground] < 0.8.
+
+    q_low, q_high: (B, K+1, H, W) CRF marginals with background power k_low and k_high. Returns bool (B, H, W).
+    """
+    return torch.cat([q_high[:, :1], q_low[:, 1:]], 1).amax(1) < crf_sure
+
+
+def combine_labels(q_low: torch.Tensor, q_high: torch.Tensor, unreliable: torch.Tensor | None = None) -> torch.Tensor:
+    """RRM's label from the two CRFs: (B, K+1, H, W) x 2 -> int64 (B, H, W), 255 = ignore.
+
+    Foreground where the low-k CRF (strong background) still says foreground, background where the
+    high-k CRF (weak background) still says background, 255 in the band between; then 255 wherever
+    ``unreliable`` (B, H, W) bool is set.
+    """
+    label = q_low.argmax(1)
+    label[label == 0] = IGNORE
+    label[q_high.argmax(1) == 0] = 0
+    if unreliable is not None:
+        label[unreliable] = IGNORE
+    return label
+
+
+@torch.no_grad()
+def reliable_labels(images: torch.Tensor, cams: torch.Tensor, *, crf_backend: str = "auto", k_low: float = K_LOW,
+                    k_high: float = K_HIGH, gaussian: tuple[float, float] = CAM_GAUSSIAN,
+                    bilateral: tuple[float, float, float] = CAM_BILATERAL, n_iter: int = 10,
+                    reliability: bool = True) -> torch.Tensor:
+    """RRM's reliable pseudo labels (ASDT's B^ct with R^ct: reliable pixels keep their label, the rest 255).
+
+    images: uint8 (B, H, W, 3) or (B, 3, H, W); cams: (B, K, H, W) in [0, 1], zero for untagged classes.
+    Background score (1 - max_c CAM)^k; dense CRF (one batched call per k) with k_low and k_high;
+    label by :func:`combine_labels`; unreliable = CRF-unsure or not CAM-sure (the CAM label uses
+    k_high, as the RRM code's ``cam_all``). ``bilateral`` sxy is in pixels: scale it down for small
+    images. ``reliability=False`` skips the two masks (the ablation without R^ct): the band between
+    the two CRFs stays 255, as it is part of RRM's label before the reliability step.
+    Returns int64 (B, H, W) with class ids 0..K and 255.
+    """
+    images = _channels_last(images).cpu() if crf_backend == "pydensecrf" else _channels_last(images)
+    cams = cams.float()
+    crf = dict(n_iter=n_iter, gaussian=gaussian, bilateral=bilateral, backend=crf_backend)
+    # untagged classes carry a probability ~1e-5 (cam_to_probs' floor) and stay negligible in the CRF
+    q_low = dense_crf_batch(images, cam_to_probs(cams, power=k_low), **crf).to(cams.device)
+    q_high = dense_crf_batch(images, cam_to_probs(cams, power=k_high), **crf).to(cams.device)
+    if not reliability:
+        return combine_labels(q_low, q_high)
+    scores = torch.cat([(1 - cams.amax(1, keepdim=True)).clamp(min=0) ** k_high, cams], 1)
+    present = F.one_hot(q_low.argmax(1).flatten(1), scores.shape[1]).amax(1).bool()      # (B, K+1)
+    unreliable = crf_unsure_mask(q_low, q_high) | ~cam_sure_mask(scores, present)
+    return combine_labels(q_low, q_high, unreliable)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Segmentation branch and its losses
+# ---------------------------------------------------------------------------------------------------
+class SegHead(nn.Module):
+    """Segmentation branch of RRM (ASDT's seg-teacher and student): 3x3 conv (dilation 12) - ReLU -
+    3x3 conv (dilation 12), e.g. 4096 -> 512 -> C on ResNet-38. forward: (B, in_ch, h, w) -> logits
+    (B, num_classes, h, w), background included; callers apply the softmax."""
+
+    def __init__(self, in_ch: int, num_classes: int, mid: int = 512, dilation: int = 12):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, mid, 3, padding=dilation, dilation=dilation)
+        self.conv2 = nn.Conv2d(mid, num_classes, 3, padding=dilation, dilation=dilation)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.relu(self.conv1(features)))
+
+
+def split_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """RRM's segmentation loss: CE on the background pixels + CE on the foreground pixels (255 ignored).
+
+    Each part is a mean over its own pixels, so background and foreground weigh the same however
+    many pixels each has (the RRM code's ``bg_label`` / ``fg_label``). logits (B, C, H, W), target (B, H, W).
+    """
+    bg = target.masked_fill((target != 0) & (target != IGNORE), IGNORE)
+    fg = target.masked_fill(target == 0, IGNORE)
+    return segmentation_ce(logits, bg) + segmentation_ce(logits, fg)
+
+
+def structure_loss(images: torch.Tensor, probs: torch.Tensor, target: torch.Tensor | None = None, *,
+                   sigma_rgb: float = STR_SIGMA_RGB, sigma_xy: float = STR_SIGMA_XY,
+                   scale: float = STR_SCALE) -> torch.Tensor:
+    """Eq. (6)-(8) of ASDT: L_str = sum_i (1 - max_c p_c,i) sum_j G_ij sum_c p_c,i (1 - p_c,j).
+
+    The dense-CRF energy of :func:`wsss.refine.crf.dense_crf_loss` (per-pixel mean, half resolution)
+    with the row weight w_i = 1 - max_c p_c,i, detached (it weighs, it is not a target), clamped >= 0
+    and set to 1 on the pixels ``target`` (B, H, W) ignores (255), where no label speaks for them.
+    images: uint8 (B, 3, H, W) or (B, H, W, 3); probs: softmax (B, C, H, W).
+    """
+    weight = (1 - probs.detach().amax(1)).clamp(min=0)                          # (B, H, W)
+    if target is not None:
+        weight = weight.masked_fill(target == IGNORE, 1.0)
+    return dense_crf_loss(_channels_last(images), probs, sigma_rgb=sigma_rgb, sigma_xy=sigma_xy,
+                          scale=scale, weight=weight)
+
+
+def upsample(logits: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear resize of (B, C, h, w) logits to size (H, W)."""
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The method
+# ---------------------------------------------------------------------------------------------------
+class RRM(nn.Module):
+    """RRM training step: class-teacher (CAMNet) + one segmentation branch on a shared backbone.
+
+    loss = L_ce (multilabel soft margin, Eq. 2 of ASDT) + split CE of the seg branch on
+    :func:`reliable_labels` of the CAM (no gradient) + ``str_weight`` * L_str of the seg branch.
+    ``cam_scales``: scales of the CAM behind the labels; (1.0,) (default, fast on CPU) reuses the
+    training forward's CAM, anything else runs :func:`wsss.cam.multiscale_cam` (RRM and ASDT: 1, 0.5,
+    1.5, 2 with flips) in the current train/eval mode. ``crf_bilateral``: the CAM CRF's bilateral
+    kernel, sxy to scale down on small images. Seg logits are upsampled to the image before the losses.
+    """
+
+    def __init__(self, backbone: str, num_classes: int, *, output_stride: int = 8, pretrained: str | None = None,
+                 mid: int = 512, cam_scales: Sequence[float] = (1.0,), crf_backend: str = "auto",
+                 crf_bilateral: tuple[float, float, float] = CAM_BILATERAL, use_reliability: bool = True,
+                 use_structure: bool = True, str_weight: float = STR_WEIGHT):
+        super().__init__()
+        self.net = CAMNet(build_backbone(backbone, pretrained=pretrained, output_stride=output_stride),
+                          num_classes - 1)
+        self.seg = SegHead(self.net.backbone.out_channels[-1], num_classes, mid)
+        self.cam_scales, self.crf_backend, self.crf_bilateral = tuple(cam_scales), crf_backend, crf_bilateral
+        self.use_reliability, self.use_structure, self.str_weight = use_reliability, use_structure, str_weight
+
+    def class_teacher(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """Forward the backbone and classifier; returns (CAMNet output, L_ce, CAMs (B, K, H, W) in [0, 1])."""
+        out = self.net(normalize(images))
+        l_ce = multilabel_soft_margin(out["logits"], labels)
+        with torch.no_grad():
+            if self.cam_scales == (1.0,):
+                cams = upsample(F.relu(out["cam"].detach().float()), images.shape[2:])
+                cams = normalize_cam(cams * labels[:, :, None, None].float())
+            else:
+                cams = multiscale_cam(self.net, images, labels, scales=self.cam_scales)
+        return out, l_ce, cams
+
+    def pseudo_labels(self, images: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
+        """B^ct with R^ct (255 = unreliable) of :func:`reliable_labels`, with this model's settings."""
+        return reliable_labels(images, cams, crf_backend=self.crf_backend, bilateral=self.crf_bilateral,
+                               reliability=self.use_reliability).to(images.device)
+
+    def distill_loss(self, logits: torch.Tensor, target: torch.Tensor, images: torch.Tensor) -> tuple:
+        """Split CE of full-size logits (B, C, H, W) on target (B, H, W) and L_str of their softmax:
+        (ce, str) with str = 0 when ``use_structure`` is off. The total is ce + str_weight * str."""
+        ce = split_ce(logits, target)
+        if not self.use_structure:
+            return ce, logits.new_zeros(())
+        return ce, structure_loss(images, logits.float().softmax(1), target)
+
+    def forward(self, batch: dict, step: int = 0) -> dict:
+        images = batch["image"]
+        out, l_ce, cams = self.class_teacher(images, batch["labels"])
+        target = self.pseudo_labels(images, cams)
+        ce, l_str = self.distill_loss(upsample(self.seg(out["features"][-1]), images.shape[2:]), target, images)
+        loss = l_ce + ce + self.str_weight * l_str
+        return {"loss": loss, "cls": l_ce.detach(), "seg_ce": ce.detach(), "seg_str": l_str.detach(),
+                "ignored": (target == IGNORE).float().mean()}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> seg-branch class probabilities (B, C, H, W)."""
+        features = self.net.backbone(normalize(images))[-1]
+        return upsample(self.seg(features), images.shape[2:]).softmax(1)
+
+    def param_groups(self) -> list[dict]:
+        """Backbone at lr x1, the new layers (classifier and segmentation heads) at lr x10."""
+        backbone = list(self.net.backbone.parameters())
+        ids = {id(p) for p in backbone}
+        return [{"params": backbone, "lr_mult": 1.0},
+                {"params": [p for p in self.parameters() if id(p) not in ids], "lr_mult": 10.0}]
