@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 
 from wsss.notebook import check_parameters, number, output_dirs, write_results
@@ -64,6 +65,9 @@ def test_every_notebook_follows_the_conventions():
                 compile(value.strip(), str(path), "eval")     # a plain expression ...
                 assert value.strip()[0] in "\"'-0123456789NTF", f"{path}: {line!r} is not a plain literal"
         assert any(c.get("outputs") for c in code), f"{path}: committed without outputs"
+        # papermill must see every parameter (its parser trips over some comments, e.g. ones holding "=")
+        assigned = {line.split("=")[0].strip() for line in code[0].source.splitlines() if "=" in line.split("#")[0]}
+        assert set(papermill.inspect_notebook(str(path))) == assigned, path
 
 
 def test_papermill_rejects_a_misspelt_parameter(tmp_path):
