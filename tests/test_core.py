@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from wsss.cam import add_background, cam_to_label, cam_to_probs, multiscale_cam, normalize_cam
 from wsss.data.transforms import normalize
-from wsss.evaluate import ConfusionMatrix, miou, per_class_table
+from wsss.evaluate import ConfusionMatrix, evaluate, miou, per_class_table
 from wsss.losses import multilabel_soft_margin, segmentation_ce
 from wsss.models.heads import CAMNet, DeepLabV3Plus
 from wsss.refine import dense_crf, dense_crf_batch
@@ -143,3 +143,13 @@ class OneConvTwo(nn.Module):
     def forward(self, x):
         a = self.a(x)
         return [a, self.b(a)]
+
+
+def test_evaluate_accumulates_one_or_several_predictions(tiny_benchmark):
+    from wsss.data import build_dataset
+
+    val = build_dataset("synthetic", tiny_benchmark, "val")
+    perfect = evaluate(lambda b: b["mask"], val, batch_size=5)
+    assert perfect.miou() == 1.0 and perfect.matrix.sum() == 12 * 48 * 48
+    both = evaluate(lambda b: {"gt": b["mask"], "all background": torch.zeros_like(b["mask"])}, val, batch_size=5)
+    assert both["gt"].miou() == 1.0 and both["all background"].iou()[1:].max() == 0.0

@@ -80,18 +80,25 @@ def per_class_table(results: dict[str, ConfusionMatrix], class_names: Sequence[s
 
 @torch.no_grad()
 def evaluate(predict, dataset, *, batch_size: int = 16, device: str | torch.device = "cpu",
-             progress: bool = False, desc: str = "eval") -> ConfusionMatrix:
-    """Run ``predict(batch) -> (B, H, W) class ids`` over a dataset and accumulate its confusion matrix.
+             progress: bool = False, desc: str = "eval"):
+    """Run ``predict`` over a dataset and accumulate confusion matrices against its masks.
 
-    ``batch`` is the collated sample dict with its tensors on ``device``.
+    ``predict(batch)`` gets the collated sample dict (tensors on ``device``) and returns (B, H, W) class
+    ids, or a dict of several such predictions (e.g. one per threshold of a sweep, so that expensive
+    work such as multi-scale CAM is done once per batch). Returns a :class:`ConfusionMatrix`, or a dict
+    of them with the same keys.
     """
     from tqdm.auto import tqdm
 
     from .data.folder import collate
 
-    cm = ConfusionMatrix(dataset.num_classes)
+    cms: dict = {}
+    single = None
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        cm.update(predict(batch), batch["mask"])
-    return cm
+        out = predict(batch)
+        single = not isinstance(out, dict)
+        for key, labels in ({None: out} if single else out).items():
+            cms.setdefault(key, ConfusionMatrix(dataset.num_classes)).update(labels, batch["mask"])
+    return cms[None] if single else cms
