@@ -153,3 +153,16 @@ def test_evaluate_accumulates_one_or_several_predictions(tiny_benchmark):
     assert perfect.miou() == 1.0 and perfect.matrix.sum() == 12 * 48 * 48
     both = evaluate(lambda b: {"gt": b["mask"], "all background": torch.zeros_like(b["mask"])}, val, batch_size=5)
     assert both["gt"].miou() == 1.0 and both["all background"].iou()[1:].max() == 0.0
+
+
+def test_label_coverage_counts_what_a_pseudo_label_speaks_for():
+    from wsss.evaluate import coverage_summary, label_coverage
+
+    masks = torch.tensor([[[0, 0, 0, 1], [1, 1, 255, 2]]])
+    labels = torch.tensor([[[0, 255, 1, 1], [255, 2, 0, 2]]])
+    counts = label_coverage(labels, masks)
+    assert counts == {"bg": 3, "bg_labelled": 2, "fg": 4, "fg_labelled": 3, "labelled": 5, "correct": 3}
+    summary = coverage_summary(counts)
+    assert summary["background labelled"] == pytest.approx(2 / 3)
+    assert summary["foreground labelled"] == pytest.approx(3 / 4)
+    assert summary["labelled pixels correct"] == pytest.approx(3 / 5)

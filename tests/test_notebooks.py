@@ -105,3 +105,32 @@ def test_basics_runs_on_any_voc_layout_folder(tmp_path, tiny_benchmark):
         assert 0.0 <= result[key] <= 1.0
     assert result["wall_time_s"] > 0 and result["dataset"] == "voc"
     assert (out / "figures" / "basics_cams.png").is_file()
+
+
+def test_asdt_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
+    """`papermill asdt.ipynb out.ipynb -p T 20 ...`: a few iterations of every run, the retrain step
+    included, on a VOC-layout folder; the results file carries every table with mIoU fractions."""
+    out = tmp_path / "out"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "asdt.ipynb"), str(tmp_path / "asdt.ipynb"),
+                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "T": 20, "tau": 3,
+                                           "steps": 6, "warmup": 2, "classifier_steps": 4, "workers": 1,
+                                           "retrain": True, "out_dir": str(out)},
+                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    result = json.loads((out / "results" / "asdt-quick.json").read_text())
+    assert [r["strategy"] for r in result["table4"]][-1] == "Alternative dual teacher"
+    assert len(result["table5"]) == 6 and {r["tau"] for r in result["fig6_tau"]} == {1, 3, 5, 9}
+    assert {r["T"] for r in result["fig6_T"]} == {20, 50, 150, 250}
+    values = [r["miou"] for r in result["table5"] + result["fig6_T"] + result["fig6_tau"]]
+    values += [r[k] for r in result["table4"] for k in ("P^st", "P^s", "P") if r[k] is not None]
+    assert values and all(0.0 <= v <= 1.0 for v in values)
+    assert 0.0 <= result["retrain"]["deeplab_val_miou"] <= 1.0
+    assert result["step_timing_ms"] and result["parameters"]["T"] == "20"
+    for name in ("architecture", "pwm", "training", "branches", "fig6"):
+        assert (out / "figures" / f"asdt_{name}.png").is_file(), name
+
+
+def test_asdt_rejects_a_warmup_that_leaves_no_teaching(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "asdt.ipynb"), str(tmp_path / "o.ipynb"),
+                           "-p", "steps", "10", "-p", "warmup", "10", "--cwd", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "parameter warmup=10 leaves no iteration" in proc.stderr + proc.stdout

@@ -113,3 +113,33 @@ def test_ddp_under_torchrun_keeps_ranks_in_step(tiny_benchmark):
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ranks=2 steps=4 weights_equal=True" in proc.stdout
+
+
+def test_stop_at_then_resume_in_another_folder_matches_an_uninterrupted_run(data, tmp_path):
+    """The shared first part of several runs (stop_at), copied into a run's own folder, continues exactly."""
+    import shutil
+
+    torch.manual_seed(0)
+    init = TinyTagger().state_dict()
+    straight = TinyTagger()
+    straight.load_state_dict(init)
+    train(straight, data, TrainConfig(steps=10, batch_size=4, seed=3, progress=False))
+
+    first = TinyTagger()
+    first.load_state_dict(init)
+    hist = train(first, data, TrainConfig(steps=10, batch_size=4, seed=3, progress=False, stop_at=4,
+                                          checkpoint_dir=str(tmp_path / "warm")))
+    assert hist[-1]["step"] == 4 and (tmp_path / "warm" / "last.pt").is_file()
+    (tmp_path / "run").mkdir()
+    shutil.copy(tmp_path / "warm" / "last.pt", tmp_path / "run" / "last.pt")
+    second = TinyTagger()
+    second.load_state_dict(init)
+    hist = train(second, data, TrainConfig(steps=10, batch_size=4, seed=3, progress=False, checkpoint_dir=str(tmp_path / "run")))
+    assert hist[-1]["step"] == 10
+    assert torch.allclose(_weights(second), _weights(straight), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [dict(stop_at=4), dict(stop_at=0, checkpoint_dir="x"), dict(stop_at=11, checkpoint_dir="x")])
+def test_stop_at_needs_a_folder_and_a_step_inside_the_run(kwargs):
+    with pytest.raises(ValueError, match="stop_at"):
+        TrainConfig(steps=10, **kwargs)

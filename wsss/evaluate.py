@@ -64,6 +64,29 @@ def miou(preds, targets, num_classes: int) -> float:
     return cm.miou()
 
 
+def label_coverage(labels: torch.Tensor, masks: torch.Tensor) -> dict:
+    """How much of the truth a pseudo label with ignored pixels (255) speaks for, and how rightly.
+
+    labels, masks: (B, H, W) class ids; pixels the ground truth ignores are left out. Returns pixel
+    counts {"bg", "bg_labelled", "fg", "fg_labelled", "labelled", "correct"} (sum them over batches),
+    from which :func:`coverage_summary` makes fractions.
+    """
+    valid = masks != IGNORE
+    labelled = valid & (labels != IGNORE)
+    bg, fg = valid & (masks == 0), valid & (masks != 0)
+    count = lambda m: int(m.sum())  # noqa: E731
+    return {"bg": count(bg), "bg_labelled": count(bg & labelled), "fg": count(fg), "fg_labelled": count(fg & labelled),
+            "labelled": count(labelled), "correct": count(labelled & (labels == masks))}
+
+
+def coverage_summary(counts: dict) -> dict:
+    """Fractions from summed :func:`label_coverage` counts: the share of background and of foreground
+    pixels that carry a label, and the accuracy of the labelled pixels."""
+    ratio = lambda a, b: counts[a] / counts[b] if counts[b] else float("nan")  # noqa: E731
+    return {"background labelled": ratio("bg_labelled", "bg"), "foreground labelled": ratio("fg_labelled", "fg"),
+            "labelled pixels correct": ratio("correct", "labelled")}
+
+
 def per_class_table(results: dict[str, ConfusionMatrix], class_names: Sequence[str], *, percent: bool = True):
     """A pandas DataFrame with one row per method and one column per class plus mIoU, as in the papers."""
     import pandas as pd

@@ -179,3 +179,48 @@ def loader_throughput(dataset, *, batch_size: int = 16, num_workers: int = 0, ba
         if i + 1 >= batches:
             break
     return seen / (time.perf_counter() - start)
+
+
+# ---- reading a paper beside its code ---------------------------------------------------------------
+
+def show_source(*objects):
+    """The source of functions or classes as one Markdown code block (a notebook shows it rendered),
+    so that an equation in a Markdown cell sits next to the code that computes it."""
+    import inspect
+
+    from IPython.display import Markdown
+
+    text = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
+    return Markdown(f"```python\n{text}\n```")
+
+
+def ordering_verdict(ours: dict[str, float], paper: dict[str, float], *, what: str = "mIoU", tie: float = 0.0) -> str:
+    """One plain sentence: does the paper's ranking of the rows hold in ours, and by how much?
+
+    ours / paper: row name -> number in the same unit (rows missing from either side are left out).
+    Pairs the paper separates by at most ``tie`` are not counted. Says how many of the paper's
+    pairwise orders hold here and names the largest reversal.
+    """
+    rows = [r for r in paper if r in ours and paper[r] is not None and ours[r] is not None]
+    if len(rows) < 2:
+        return f"{what}: fewer than two rows to compare with the paper."
+    by_paper = sorted(rows, key=lambda r: -paper[r])
+    by_ours = sorted(rows, key=lambda r: -ours[r])
+    held, pairs, worst = 0, 0, None
+    for i, a in enumerate(by_paper):
+        for b in by_paper[i + 1:]:
+            if paper[a] - paper[b] <= tie:
+                continue
+            pairs += 1
+            gap = ours[a] - ours[b]
+            if gap > 0:
+                held += 1
+            elif worst is None or gap < worst[2]:
+                worst = (a, b, gap)
+    order = lambda seq, d: " > ".join(f"{r} ({d[r]:.4g})" for r in seq)  # noqa: E731
+    verdict = "held" if held == pairs else ("did not hold" if held == 0 else "held only in part")
+    text = (f"{what}: the paper's ordering {verdict} here ({held} of {pairs} pairwise orders). "
+            f"Paper: {order(by_paper, paper)}. Here: {order(by_ours, ours)}.")
+    if worst is not None:
+        text += f" Largest reversal: {worst[0]} is {-worst[2]:.1f} points below {worst[1]} here."
+    return text

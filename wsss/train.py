@@ -49,6 +49,7 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     grad_clip: float | None = None
+    stop_at: int | None = None      # stop after this step (the LR schedule still spans `steps`), checkpointed
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -60,6 +61,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: bad value for {bad[0]}={getattr(self, bad[0])!r}")
         if self.checkpoint_every and not self.checkpoint_dir:
             raise ValueError("TrainConfig: checkpoint_every needs checkpoint_dir")
+        if self.stop_at is not None and not (0 < self.stop_at <= self.steps and self.checkpoint_dir):
+            raise ValueError(f"TrainConfig: stop_at={self.stop_at!r} must lie in [1, steps={self.steps}] "
+                             "and needs checkpoint_dir (the run is meant to be resumed)")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -125,7 +129,10 @@ def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "tr
 
     History: one dict per ``log_every`` steps with "step", "lr", "time" and the method's numbers
     (averaged over those steps). With ``checkpoint_dir`` the state after the last step is in
-    ``last.pt`` there; a run restarted with the same config resumes from it.
+    ``last.pt`` there; a run restarted with the same config resumes from it. With ``stop_at`` the run
+    stops (and saves) after that step: several runs that share their first steps can start from one
+    such checkpoint, copied into each run's own ``checkpoint_dir``, and continue exactly as if
+    each had run from step 0.
     """
     rank, world = _distributed()
     device = resolve_device(cfg.device)
@@ -151,7 +158,7 @@ def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "tr
         random.setstate(state["py_rng"])
         np.random.set_state(state["np_rng"])
         torch.set_rng_state(state["torch_rng"])
-        if step >= cfg.steps:
+        if step >= (cfg.stop_at or cfg.steps):
             return history
 
     use_amp = cfg.amp and device.type == "cuda"
@@ -161,7 +168,8 @@ def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "tr
     sums: dict[str, float] = {}
     start = time.perf_counter()
     method.train()
-    while step < cfg.steps:
+    end = cfg.stop_at or cfg.steps
+    while step < end:
         epoch, offset = divmod(step, per_epoch)
         batches = _epoch_batches(len(dataset), cfg.batch_size, cfg.seed, epoch, rank, world)[offset:]
         # A private generator keeps the loader from drawing on the global RNG (repeatable resumes).
@@ -192,13 +200,13 @@ def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "tr
                 sums = {}
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
             bar.update(1)
-            if ckpt is not None and cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps) \
-                    and rank == 0:
+            if ckpt is not None and (cfg.checkpoint_every or cfg.stop_at) and rank == 0 \
+                    and (step == end or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 _save(ckpt, {"model": method.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                              "history": history, "config": asdict(cfg), "py_rng": random.getstate(),
                              "np_rng": np.random.get_state(), "torch_rng": torch.get_rng_state()})
-            if step >= cfg.steps:
+            if step >= end:
                 break
     bar.close()
     method.eval()

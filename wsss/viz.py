@@ -99,3 +99,76 @@ def legend_patches(class_names: Sequence[str]):
 
     pal = np.asarray(palette(), dtype=np.float32).reshape(256, 3) / 255
     return [Patch(color=pal[i], label=n) for i, n in enumerate(class_names)]
+
+
+def plot_signal(signal: Sequence[float], *, levels: tuple[str, str] = ("low", "high"), xlabel: str = "iteration t",
+                title: str | None = None, path: str | Path | None = None):
+    """A two-level signal over iterations (e.g. ASDT's PWM selection Lambda_t) as a step plot."""
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(signal, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 1.8))
+    ax.step(np.arange(len(values)), values, where="post", lw=1.2)
+    ax.fill_between(np.arange(len(values)), values, step="post", alpha=0.25)
+    ax.set_yticks([0, 1], levels)
+    ax.set_ylim(-0.15, 1.25)
+    ax.set_xlim(0, len(values))
+    ax.set_xlabel(xlabel)
+    return _finish(fig, ax, title, path, fontsize=10)
+
+
+def _finish(fig, ax, title: str | None, path, *, fontsize: int = 11):
+    """Title, tight layout, and a PNG at ``path`` when one is given; returns the figure."""
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def block_diagram(boxes: dict[str, tuple[float, float, str]], arrows: Sequence[tuple[str, str, str]], *,
+                  size: tuple[float, float] = (9, 4), title: str | None = None, path: str | Path | None = None):
+    """A method's architecture as labelled boxes and arrows.
+
+    boxes: name -> (x, y, text) with x, y the box centre in [0, 1]; arrows: (from, to, label) by box
+    name, drawn from edge to edge. Meant for the notebooks' architecture figures.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    style = dict(boxstyle="round,pad=0.4", fc="#eef3fb", ec="#3b5b92")
+    for name, (x, y, text) in boxes.items():
+        ax.text(x, y, text, ha="center", va="center", fontsize=9, bbox=style)
+    for a, b, label in arrows:
+        if a not in boxes or b not in boxes:
+            raise KeyError(f"arrow {a!r} -> {b!r} names a box that is not drawn; boxes: {list(boxes)}")
+        (xa, ya, _), (xb, yb, _) = boxes[a], boxes[b]
+        ax.annotate("", xy=(xb, yb), xytext=(xa, ya),
+                    arrowprops=dict(arrowstyle="->", color="#444", shrinkA=28, shrinkB=28, lw=1.1))
+        if label:
+            ax.text((xa + xb) / 2, (ya + yb) / 2 + 0.03, label, ha="center", fontsize=8, color="#7a2e2e")
+    return _finish(fig, ax, title, path)
+
+
+def plot_sweep(points: dict[str, Sequence[tuple[float, float]]], *, xlabel: str, ylabel: str = "val mIoU (%)",
+               ax=None, title: str | None = None):
+    """Lines of (x, y) points, one per name (ours, the paper's, ...), for a hyper-parameter sweep."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3))
+    for name, xy in points.items():
+        xy = [(x, y) for x, y in xy if y is not None]
+        if xy:
+            ax.plot(*zip(*xy), marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .folder import IGNORE, VOC_CLASSES, DatasetError, VOCLayoutDataset, collate
+from .folder import IGNORE, VOC_CLASSES, DatasetError, PseudoMaskDataset, VOCLayoutDataset, collate
 
 DATASETS = ("synthetic", "voc", "coco", "cocostuff10k")
 
@@ -37,4 +37,4 @@ def build_dataset(name: str, root: str | Path, split: str, *, transform: Callabl
     raise ValueError(f"dataset={name!r} is not known; choose one of {DATASETS}")
 
 
-__all__ = ["DATASETS", "IGNORE", "VOC_CLASSES", "DatasetError", "VOCLayoutDataset", "build_dataset", "collate"]
+__all__ = ["DATASETS", "IGNORE", "VOC_CLASSES", "DatasetError", "PseudoMaskDataset", "VOCLayoutDataset", "build_dataset", "collate"]

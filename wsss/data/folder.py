@@ -260,6 +260,38 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
             return np.asarray(img, dtype=np.int64)
 
 
+class PseudoMaskDataset(torch.utils.data.Dataset):
+    """A dataset with its masks replaced by pseudo masks: the retrain step of every WSSS paper, where a
+    segmentation network learns from the masks the weakly supervised model made for the train split.
+
+    base: a dataset without a transform (its own masks are dropped); masks: image name -> (H, W) class
+    ids (255 = ignore), one for every image of ``base``; transform: applied after the swap, so crops
+    and flips move image and pseudo mask together.
+    """
+
+    def __init__(self, base, masks: dict, transform: Callable | None = None):
+        if getattr(base, "transform", None) is not None:
+            raise ValueError("PseudoMaskDataset: give the base dataset without a transform (it would crop "
+                             "the image before the pseudo mask is put in)")
+        missing = [n for n in base.names if n not in masks]
+        if missing:
+            raise DatasetError(f"no pseudo mask for image {missing[0]!r} ({len(missing)} of {len(base.names)} missing)")
+        self.base, self.masks, self.transform = base, masks, transform
+        self.names, self.class_names, self.num_classes = base.names, base.class_names, base.num_classes
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.base[index]
+        mask = torch.as_tensor(self.masks[sample["name"]], dtype=torch.int64)
+        if mask.shape != sample["image"].shape[1:]:
+            raise DatasetError(f"pseudo mask of {sample['name']!r} is {tuple(mask.shape)}, its image "
+                               f"{tuple(sample['image'].shape[1:])}")
+        sample = {**sample, "mask": mask}
+        return self.transform(sample) if self.transform is not None else sample
+
+
 def collate(samples: list[dict]) -> dict:
     """Stack images, masks and tags of equal size; keep names and clicks as lists."""
     out = {}

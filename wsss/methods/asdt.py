@@ -122,6 +122,9 @@ class ASDT(RRM):
         pwm_periods(T, tau)                                                     # validate early
         self.student = SegHead(self.net.backbone.out_channels[-1], num_classes, self.seg.conv1.out_channels)
         self.distill, self.T, self.tau, self.warmup, self.st_bilateral = distill, T, tau, warmup, st_bilateral
+        # Timing aid (see wsss.experiments.step_timing): when set, a step reuses the labels of the step
+        # before and skips L_str, so that only the network passes (and their backward) are left.
+        self.timing_network_only, self._last_targets = False, None
 
     def uses_seg_teacher(self, step: int) -> bool:
         """Whether the student learns from the seg-teacher's side at this step (Lambda_t of Eq. 3 for
@@ -130,27 +133,36 @@ class ASDT(RRM):
             return False
         return pwm_signal(step, self.T, self.tau) if self.distill == "alternate" else True
 
+    def targets(self, images: torch.Tensor, cams: torch.Tensor, logits_st: torch.Tensor, step: int) -> tuple:
+        """The labels of one step: ([B^ct, R^ct] for the seg-teacher, the student's label, whether that
+        label came from the seg-teacher's side). All of it is CRF and label work, no network pass."""
+        target_ct = self.pseudo_labels(images, cams)                            # [B^ct, R^ct]
+        teacher_st = self.uses_seg_teacher(step)
+        if not teacher_st:
+            return target_ct, target_ct, False
+        p_st = logits_st.detach().float().softmax(1)
+        if self.distill in ("max", "mean"):
+            p_ct = cam_to_probs(cams, power=K_LOW)
+            p_st = torch.maximum(p_ct, p_st) if self.distill == "max" else (p_ct + p_st) / 2
+        return target_ct, crf_label(images, p_st, backend=self.crf_backend, bilateral=self.st_bilateral), True  # B^st
+
     def forward(self, batch: dict, step: int = 0) -> dict:
         images = batch["image"]
         size = images.shape[2:]
         out, l_ce, cams = self.class_teacher(images, batch["labels"])           # Eq. (2)
         features = out["features"][-1]
-        target_ct = self.pseudo_labels(images, cams)                            # [B^ct, R^ct]
         logits_st = upsample(self.seg(features), size)                          # seg-teacher (B, C, H, W)
         logits_s = upsample(self.student(features), size)                       # student (B, C, H, W)
-        # Eq. (4): the seg-teacher learns from the class-teacher
-        st_ce, st_str = self.distill_loss(logits_st, target_ct, images)
-        # Eq. (3): L_ad = Lambda_t(L_d^ct(P^s, [B^ct, R^ct]), L_d^st(P^s, B^st) | T, tau)
-        teacher_st = self.uses_seg_teacher(step)
-        if teacher_st:
-            p_st = logits_st.detach().float().softmax(1)
-            if self.distill in ("max", "mean"):
-                p_ct = cam_to_probs(cams, power=K_LOW)
-                p_st = torch.maximum(p_ct, p_st) if self.distill == "max" else (p_ct + p_st) / 2
-            target_s = crf_label(images, p_st, backend=self.crf_backend, bilateral=self.st_bilateral)  # B^st
+        if self.timing_network_only and self._last_targets is not None:
+            target_ct, target_s, teacher_st = self._last_targets                # timing: no label work
         else:
-            target_s = target_ct
-        s_ce, s_str = self.distill_loss(logits_s, target_s, images)              # Eq. (5) or Eq. (4)
+            target_ct, target_s, teacher_st = self.targets(images, cams, logits_st, step)
+            self._last_targets = (target_ct, target_s, teacher_st) if self.timing_network_only else None
+        use_structure = self.use_structure and not self.timing_network_only
+        # Eq. (4): the seg-teacher learns from the class-teacher
+        st_ce, st_str = self.distill_loss(logits_st, target_ct, images, use_structure)
+        # Eq. (3): L_ad = Lambda_t(L_d^ct(P^s, [B^ct, R^ct]), L_d^st(P^s, B^st) | T, tau)
+        s_ce, s_str = self.distill_loss(logits_s, target_s, images, use_structure)   # Eq. (5) or Eq. (4)
         loss = l_ce + st_ce + s_ce + self.str_weight * (st_str + s_str)
         return {"loss": loss, "cls": l_ce.detach(), "st_ce": st_ce.detach(), "st_str": st_str.detach(),
                 "s_ce": s_ce.detach(), "s_str": s_str.detach(), "teacher_st": float(teacher_st),

@@ -190,19 +190,21 @@ class RRM(nn.Module):
     ``cam_scales``: scales of the CAM behind the labels; (1.0,) (default, fast on CPU) reuses the
     training forward's CAM, anything else runs :func:`wsss.cam.multiscale_cam` (RRM and ASDT: 1, 0.5,
     1.5, 2 with flips) in the current train/eval mode. ``crf_bilateral``: the CAM CRF's bilateral
-    kernel, sxy to scale down on small images. Seg logits are upsampled to the image before the losses.
+    kernel, sxy to scale down on small images, as ``str_sigma_xy`` (L_str's sigma_D in pixels).
+    Seg logits are upsampled to the image before the losses.
     """
 
     def __init__(self, backbone: str, num_classes: int, *, output_stride: int = 8, pretrained: str | None = None,
                  mid: int = 512, cam_scales: Sequence[float] = (1.0,), crf_backend: str = "auto",
                  crf_bilateral: tuple[float, float, float] = CAM_BILATERAL, use_reliability: bool = True,
-                 use_structure: bool = True, str_weight: float = STR_WEIGHT):
+                 use_structure: bool = True, str_weight: float = STR_WEIGHT, str_sigma_xy: float = STR_SIGMA_XY):
         super().__init__()
         self.net = CAMNet(build_backbone(backbone, pretrained=pretrained, output_stride=output_stride),
                           num_classes - 1)
         self.seg = SegHead(self.net.backbone.out_channels[-1], num_classes, mid)
         self.cam_scales, self.crf_backend, self.crf_bilateral = tuple(cam_scales), crf_backend, crf_bilateral
         self.use_reliability, self.use_structure, self.str_weight = use_reliability, use_structure, str_weight
+        self.str_sigma_xy = str_sigma_xy
 
     def class_teacher(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor]:
         """Forward the backbone and classifier; returns (CAMNet output, L_ce, CAMs (B, K, H, W) in [0, 1])."""
@@ -221,13 +223,15 @@ class RRM(nn.Module):
         return reliable_labels(images, cams, crf_backend=self.crf_backend, bilateral=self.crf_bilateral,
                                reliability=self.use_reliability).to(images.device)
 
-    def distill_loss(self, logits: torch.Tensor, target: torch.Tensor, images: torch.Tensor) -> tuple:
+    def distill_loss(self, logits: torch.Tensor, target: torch.Tensor, images: torch.Tensor,
+                     use_structure: bool | None = None) -> tuple:
         """Split CE of full-size logits (B, C, H, W) on target (B, H, W) and L_str of their softmax:
-        (ce, str) with str = 0 when ``use_structure`` is off. The total is ce + str_weight * str."""
+        (ce, str) with str = 0 when ``use_structure`` (default: the model's switch) is off.
+        The total is ce + str_weight * str."""
         ce = split_ce(logits, target)
-        if not self.use_structure:
+        if not (self.use_structure if use_structure is None else use_structure):
             return ce, logits.new_zeros(())
-        return ce, structure_loss(images, logits.float().softmax(1), target)
+        return ce, structure_loss(images, logits.float().softmax(1), target, sigma_xy=self.str_sigma_xy)
 
     def forward(self, batch: dict, step: int = 0) -> dict:
         images = batch["image"]
@@ -245,8 +249,11 @@ class RRM(nn.Module):
         return upsample(self.seg(features), images.shape[2:]).softmax(1)
 
     def param_groups(self) -> list[dict]:
-        """Backbone at lr x1, the new layers (classifier and segmentation heads) at lr x10."""
-        backbone = list(self.net.backbone.parameters())
-        ids = {id(p) for p in backbone}
-        return [{"params": backbone, "lr_mult": 1.0},
-                {"params": [p for p in self.parameters() if id(p) not in ids], "lr_mult": 10.0}]
+        """The learning-rate multipliers of the RRM/ASDT code: backbone weights x1, backbone biases x2,
+        new layers' (classifier and segmentation heads) weights x10, their biases x20."""
+        ids = {id(p) for p in self.net.backbone.parameters()}
+        groups = {(True, False): 1.0, (True, True): 2.0, (False, False): 10.0, (False, True): 20.0}
+        params: dict = {key: [] for key in groups}
+        for name, p in self.named_parameters():
+            params[(id(p) in ids, name.endswith("bias"))].append(p)
+        return [{"params": params[key], "lr_mult": mult} for key, mult in groups.items() if params[key]]

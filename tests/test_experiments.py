@@ -1,0 +1,146 @@
+"""Ablation plumbing: the run grid, step timing, the ASDT run driver, pseudo-mask datasets, verdicts."""
+import numpy as np
+import pytest
+import torch
+
+from wsss.data import DatasetError, PseudoMaskDataset, build_dataset
+from wsss.data.transforms import TrainTransform
+from wsss.experiments import run_grid, step_timing
+from wsss.experiments.asdt import OUTPUTS, run_variant
+from wsss.methods.asdt import ASDT
+from wsss.notebook import ordering_verdict
+from wsss import viz
+
+SMALL = dict(backbone="resnet-tiny", mid=8, crf_backend="pydensecrf", crf_bilateral=(10, 13, 10), st_bilateral=(10, 5, 4),
+             str_sigma_xy=12.0, T=4, tau=1, warmup=2)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_grid_keeps_the_order_and_names_the_run_that_failed(workers):
+    configs = {"b": {"x": 2}, "a": {"x": 1}, "c": {"y": 3}}
+    out = run_grid(dict, configs, workers=workers)
+    assert out == configs and list(out) == ["b", "a", "c"]
+    with pytest.raises(RuntimeError, match="run 'bad' failed"):
+        run_grid(int, {"ok": {}, "bad": {"nonsense": 1}}, workers=workers)
+
+
+def test_run_grid_needs_a_worker():
+    with pytest.raises(ValueError, match="workers"):
+        run_grid(dict, {}, workers=0)
+
+
+def _batch(b=2, size=32, num_classes=4):
+    g = torch.Generator().manual_seed(0)
+    labels = torch.zeros(b, num_classes - 1)
+    labels[0, 0] = labels[1, 1] = 1
+    return {"image": torch.randint(0, 256, (b, 3, size, size), dtype=torch.uint8, generator=g),
+            "mask": torch.zeros(b, size, size, dtype=torch.int64), "labels": labels}
+
+
+def test_step_timing_skips_the_label_work_only_in_the_network_only_step(monkeypatch):
+    torch.manual_seed(0)
+    model = ASDT(num_classes=4, **{**SMALL, "warmup": 0})
+    calls = {"n": 0}
+    real = model.pseudo_labels
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "pseudo_labels", counting)
+    timing = step_timing(model, _batch(), steps=3, warmup=1, step=3)        # t=3: seg-teacher step
+    # the whole step builds labels 4 times (1 warm-up + 3 timed); the network-only pass once (its first step)
+    assert calls["n"] == 4 + 1
+    assert set(timing) == {"full_ms", "network_ms", "other_ms", "other_fraction"}
+    assert timing["full_ms"] > 0 and timing["network_ms"] > 0
+    assert timing["other_fraction"] == pytest.approx(timing["other_ms"] / timing["full_ms"])
+    assert model.timing_network_only is False and model._last_targets is None
+    with pytest.raises(TypeError, match="timing_network_only"):
+        step_timing(torch.nn.Linear(2, 2), _batch())
+
+
+def test_network_only_step_reuses_the_labels_and_drops_l_str():
+    torch.manual_seed(0)
+    model = ASDT(num_classes=4, **{**SMALL, "warmup": 0})
+    full = model(_batch(), 3)
+    assert full["s_str"] > 0
+    model.timing_network_only = True
+    first = model(_batch(), 3)
+    again = model(_batch(), 3)
+    assert first["s_str"] == 0 and again["s_str"] == 0
+    assert torch.allclose(first["s_ce"], again["s_ce"]) and again["teacher_st"] == 1.0
+
+
+def test_asdt_param_groups_follow_the_public_learning_rate_multipliers():
+    model = ASDT(num_classes=4, **SMALL)
+    groups = model.param_groups()
+    assert sorted(g["lr_mult"] for g in groups) == [1.0, 2.0, 10.0, 20.0]
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert len(seen) == len(set(seen)) == len(list(model.parameters()))
+    by_mult = {g["lr_mult"]: {id(p) for p in g["params"]} for g in groups}
+    assert id(model.student.conv1.bias) in by_mult[20.0] and id(model.seg.conv2.weight) in by_mult[10.0]
+    assert id(model.net.classifier.weight) in by_mult[10.0]
+
+
+def test_run_variant_shares_a_warm_start_and_scores_every_output(tiny_benchmark, tmp_path):
+    train_set = build_dataset("synthetic", tiny_benchmark, "train_aug", transform=TrainTransform(32))
+    val_set = build_dataset("synthetic", tiny_benchmark, "val")
+    common = dict(train_set=train_set, val_set=val_set, num_classes=train_set.num_classes, init=None,
+                  crf_bilateral=(10, 5, 4), model={**SMALL, "crf_backend": "auto"})
+    tc = dict(steps=6, batch_size=2, lr=1e-3, optimizer="adamw", device="cpu", log_every=1)
+    warm = run_variant(**common, outputs=(), train_cfg={**tc, "stop_at": 2, "checkpoint_dir": str(tmp_path / "w")})
+    assert warm["miou"] == {} and warm["history"][-1]["step"] == 2
+    ckpt = tmp_path / "w" / "last.pt"
+    res = run_variant(**common, outputs=list(OUTPUTS), train_cfg=tc, resume_from=str(ckpt), save_to=str(tmp_path / "m.pt"))
+    assert set(res["miou"]) == set(OUTPUTS) and all(0 <= v <= 1 for v in res["miou"].values())
+    assert res["history"][-1]["step"] == 6 and ckpt.is_file() and (tmp_path / "m.pt").is_file()
+    # the same run from scratch gives the same model as the one resumed from the shared warm-up
+    straight = run_variant(**common, outputs=["P max + CRF"], train_cfg=tc)
+    assert straight["miou"]["P max + CRF"] == pytest.approx(res["miou"]["P max + CRF"], abs=1e-6)
+    with pytest.raises(ValueError, match="unknown outputs"):
+        run_variant(**common, outputs=["P min"], train_cfg={**tc, "steps": 1})
+    with pytest.raises(FileNotFoundError, match="resume_from"):
+        run_variant(**common, outputs=(), train_cfg=tc, resume_from=str(tmp_path / "none.pt"))
+
+
+def test_pseudo_mask_dataset_swaps_masks_before_the_transform(tiny_benchmark):
+    base = build_dataset("synthetic", tiny_benchmark, "val")
+    masks = {n: torch.full(base[i]["mask"].shape, i % 3, dtype=torch.int64) for i, n in enumerate(base.names)}
+    ds = PseudoMaskDataset(base, masks)
+    assert len(ds) == len(base) and ds.num_classes == base.num_classes
+    s = ds[4]
+    assert (s["mask"] == 1).all() and torch.equal(s["image"], base[4]["image"])
+    cropped = PseudoMaskDataset(base, masks, transform=TrainTransform(24))[4]
+    assert cropped["image"].shape[1:] == (24, 24) and set(cropped["mask"].unique().tolist()) <= {1, 255}
+    with pytest.raises(DatasetError, match="no pseudo mask for image"):
+        PseudoMaskDataset(base, {n: m for n, m in list(masks.items())[1:]})
+    with pytest.raises(ValueError, match="without a transform"):
+        PseudoMaskDataset(build_dataset("synthetic", tiny_benchmark, "val", transform=TrainTransform(24)), masks)
+    bad = dict(masks)
+    bad[base.names[0]] = torch.zeros(3, 3, dtype=torch.int64)
+    with pytest.raises(DatasetError, match="pseudo mask of"):
+        PseudoMaskDataset(base, bad)[0]
+
+
+def test_ordering_verdict_counts_pairs_and_names_the_worst_reversal():
+    paper = {"a": 64.0, "b": 53.0, "c": 48.5}
+    assert "held here (3 of 3" in ordering_verdict({"a": 70, "b": 60, "c": 40}, paper)
+    text = ordering_verdict({"a": 50, "b": 60, "c": 40}, paper)
+    assert "held only in part here (2 of 3" in text and "a is 10.0 points below b" in text
+    assert "did not hold here (0 of 3" in ordering_verdict({"a": 1, "b": 2, "c": 3}, paper)
+    assert "fewer than two rows" in ordering_verdict({"a": 1}, paper)
+    # pairs the paper calls a tie are not counted
+    assert "(2 of 2" in ordering_verdict({"x": 1, "y": 2, "z": 0}, {"x": 64.03, "y": 64.02, "z": 62.99}, tie=0.05)
+
+
+def test_figures_helpers(tmp_path):
+    fig = viz.plot_signal([0, 0, 1, 1, 0], levels=("ct", "st"), path=tmp_path / "s.png")
+    assert (tmp_path / "s.png").is_file() and fig is not None
+    viz.block_diagram({"a": (0.2, 0.5, "A"), "b": (0.8, 0.5, "B")}, [("a", "b", "x")], path=tmp_path / "d.png")
+    assert (tmp_path / "d.png").is_file()
+    with pytest.raises(KeyError, match="'c'"):
+        viz.block_diagram({"a": (0.2, 0.5, "A")}, [("a", "c", "")])
+    ax = viz.plot_sweep({"ours": [(1, 50.0), (2, None), (3, 52.0)]}, xlabel="T")
+    assert len(ax.lines[0].get_xdata()) == 2
+    import matplotlib.pyplot as plt
+    plt.close("all")
