@@ -145,7 +145,7 @@ def test_rrm_step_and_predict():
     probs = method.predict(_batch()["image"])
     assert probs.shape == (2, 4, 32, 32) and torch.allclose(probs.sum(1), torch.ones(2, 32, 32), atol=1e-5)
     lr_mults = sorted(g["lr_mult"] for g in method.param_groups())
-    assert lr_mults == [1.0, 10.0]
+    assert lr_mults == [1.0, 2.0, 10.0, 20.0]          # backbone weights, biases; new weights, biases
     n = sum(len(g["params"]) for g in method.param_groups())
     assert n == len(list(method.parameters()))
 

@@ -127,14 +127,15 @@ def test_stop_at_then_resume_in_another_folder_matches_an_uninterrupted_run(data
 
     first = TinyTagger()
     first.load_state_dict(init)
-    hist = train(first, data, TrainConfig(steps=10, batch_size=4, seed=3, progress=False, stop_at=4,
+    hist = train(first, data, TrainConfig(steps=10, batch_size=4, seed=3, progress=False, stop_at=4, log_every=2,
                                           checkpoint_dir=str(tmp_path / "warm")))
     assert hist[-1]["step"] == 4 and (tmp_path / "warm" / "last.pt").is_file()
     (tmp_path / "run").mkdir()
     shutil.copy(tmp_path / "warm" / "last.pt", tmp_path / "run" / "last.pt")
     second = TinyTagger()
     second.load_state_dict(init)
-    hist = train(second, data, TrainConfig(steps=10, batch_size=4, seed=3, progress=False, checkpoint_dir=str(tmp_path / "run")))
+    hist = train(second, data, TrainConfig(steps=10, batch_size=4, seed=3, progress=False, log_every=2,
+                                           checkpoint_dir=str(tmp_path / "run")))
     assert hist[-1]["step"] == 10
     assert torch.allclose(_weights(second), _weights(straight), atol=1e-6)
 
