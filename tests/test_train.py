@@ -50,12 +50,18 @@ def test_same_seed_same_weights(data):
     assert torch.equal(runs[0], runs[1])
 
 
-def test_resume_matches_an_uninterrupted_run(data, tmp_path):
+def _straight_run(data):
+    """(initial weights, a TinyTagger trained 10 steps from them without interruption)."""
     torch.manual_seed(0)
     init = TinyTagger().state_dict()
     straight = TinyTagger()
     straight.load_state_dict(init)
     train(straight, data, TrainConfig(steps=10, batch_size=4, seed=3, progress=False))
+    return init, straight
+
+
+def test_resume_matches_an_uninterrupted_run(data, tmp_path):
+    init, straight = _straight_run(data)
 
     cfg = dict(batch_size=4, seed=3, progress=False, checkpoint_every=2, checkpoint_dir=str(tmp_path / "ck"))
     interrupted = TrainConfig(steps=10, **cfg)
@@ -119,11 +125,7 @@ def test_stop_at_then_resume_in_another_folder_matches_an_uninterrupted_run(data
     """The shared first part of several runs (stop_at), copied into a run's own folder, continues exactly."""
     import shutil
 
-    torch.manual_seed(0)
-    init = TinyTagger().state_dict()
-    straight = TinyTagger()
-    straight.load_state_dict(init)
-    train(straight, data, TrainConfig(steps=10, batch_size=4, seed=3, progress=False))
+    init, straight = _straight_run(data)
 
     first = TinyTagger()
     first.load_state_dict(init)

@@ -166,6 +166,7 @@ def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "tr
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not cfg.progress or rank != 0, dynamic_ncols=True,
                mininterval=1.0)
     sums: dict[str, float] = {}
+    summed = 0
     start = time.perf_counter()
     method.train()
     end = cfg.stop_at or cfg.steps
@@ -192,8 +193,9 @@ def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "tr
             step += 1
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+            summed += 1
+            if step % cfg.log_every == 0 or step == end:
+                n, summed = summed, 0       # the steps summed since the last record (fewer after a resume)
                 record = {"step": step, "lr": optimizer.param_groups[0]["lr"],
                           "time": time.perf_counter() - start, **{k: v / n for k, v in sums.items()}}
                 history.append(record)

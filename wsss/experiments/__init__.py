@@ -34,28 +34,30 @@ def run_grid(fn: Callable[..., Any], configs: dict[str, dict], *, workers: int =
         raise ValueError(f"workers={workers!r} must be >= 1")
     results: dict[str, Any] = {}
     bar = tqdm(total=len(configs), desc=desc, dynamic_ncols=True)
-    if workers == 1 or len(configs) <= 1:
-        for name, config in configs.items():
-            bar.set_postfix_str(name)
+
+    def done(name: str, get: Callable[[], Any]) -> None:
+        try:
+            results[name] = get()
+        except Exception as err:
+            raise RuntimeError(f"run {name!r} failed: {err}") from err
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    try:
+        if workers == 1 or len(configs) <= 1:
+            for name, config in configs.items():
+                done(name, lambda: fn(**config))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
             try:
-                results[name] = fn(**config)
-            except Exception as err:
-                raise RuntimeError(f"run {name!r} failed: {err}") from err
-            bar.update(1)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_call_in_worker, fn, config, threads): name for name, config in configs.items()}
-            for future in as_completed(futures):
-                name = futures[future]
-                try:
-                    results[name] = future.result()
-                except Exception as err:
-                    raise RuntimeError(f"run {name!r} failed: {err}") from err
-                bar.set_postfix_str(name)
-                bar.update(1)
-    bar.close()
+                futures = {pool.submit(_call_in_worker, fn, config, threads): name for name, config in configs.items()}
+                for future in as_completed(futures):
+                    done(futures[future], future.result)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)      # a failed run stops the queued ones
+    finally:
+        bar.close()
     return {name: results[name] for name in configs}
 
 
