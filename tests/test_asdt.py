@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 from wsss.data.folder import IGNORE
 from wsss.methods.asdt import ASDT, fuse, pwm_periods, pwm_signal
-from wsss.methods.rrm import RRM, SegHead, cam_sure_mask, reliable_labels, split_ce
+from wsss.losses import split_ce
+from wsss.methods.rrm import RRM, SegHead, cam_sure_mask, reliable_labels
 
 BACKEND = "pydensecrf"
 SMALL_CRF = dict(crf_backend=BACKEND, crf_bilateral=(10, 13, 10), st_bilateral=(10, 5, 4))

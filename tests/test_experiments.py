@@ -5,10 +5,12 @@ import torch
 
 from wsss.data import DatasetError, PseudoMaskDataset, build_dataset
 from wsss.data.transforms import TrainTransform
-from wsss.experiments import run_grid, step_timing
-from wsss.experiments.asdt import OUTPUTS, run_variant
+from wsss.experiments import run_grid, run_variant, shared_warmup, step_timing
+from wsss.experiments import asdt as asdt_runs
+from wsss.experiments.asdt import OUTPUTS
 from wsss.methods.asdt import ASDT
-from wsss.notebook import ordering_verdict
+from wsss.methods.rrm import RRM
+from wsss.notebook import ordering_verdict, pair_verdict
 from wsss import viz
 
 SMALL = dict(backbone="resnet-tiny", mid=8, crf_backend="pydensecrf", crf_bilateral=(10, 13, 10), st_bilateral=(10, 5, 4),
@@ -37,9 +39,14 @@ def _batch(b=2, size=32, num_classes=4):
             "mask": torch.zeros(b, size, size, dtype=torch.int64), "labels": labels}
 
 
-def test_step_timing_skips_the_label_work_only_in_the_network_only_step(monkeypatch):
+@pytest.mark.parametrize("make", [
+    lambda: ASDT(num_classes=4, **{**SMALL, "warmup": 0}),
+    lambda: RRM("resnet-tiny", 4, mid=8, crf_backend="pydensecrf", crf_bilateral=(10, 13, 10), str_sigma_xy=12.0),
+], ids=["ASDT", "RRM"])
+def test_step_timing_skips_the_label_work_only_in_the_network_only_step(monkeypatch, make):
+    """The step-timing protocol (wsss.train.ReusableLabels) on two methods."""
     torch.manual_seed(0)
-    model = ASDT(num_classes=4, **{**SMALL, "warmup": 0})
+    model = make()
     calls = {"n": 0}
     real = model.pseudo_labels
 
@@ -48,13 +55,13 @@ def test_step_timing_skips_the_label_work_only_in_the_network_only_step(monkeypa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(model, "pseudo_labels", counting)
-    timing = step_timing(model, _batch(), steps=3, warmup=1, step=3)        # t=3: seg-teacher step
+    timing = step_timing(model, _batch(), steps=3, warmup=1, step=3)        # t=3: an ASDT seg-teacher step
     # the whole step builds labels 4 times (1 warm-up + 3 timed); the network-only pass once (its first step)
     assert calls["n"] == 4 + 1
     assert set(timing) == {"full_ms", "network_ms", "other_ms", "other_fraction"}
     assert timing["full_ms"] > 0 and timing["network_ms"] > 0
     assert timing["other_fraction"] == pytest.approx(timing["other_ms"] / timing["full_ms"])
-    assert model.timing_network_only is False and model._last_targets is None
+    assert model.timing_network_only is False and model._reused is None
     with pytest.raises(TypeError, match="timing_network_only"):
         step_timing(torch.nn.Linear(2, 2), _batch())
 
@@ -85,20 +92,23 @@ def test_asdt_param_groups_follow_the_public_learning_rate_multipliers():
 def test_run_variant_shares_a_warm_start_and_scores_every_output(tiny_benchmark, tmp_path):
     train_set = build_dataset("synthetic", tiny_benchmark, "train_aug", transform=TrainTransform(32))
     val_set = build_dataset("synthetic", tiny_benchmark, "val")
-    common = dict(train_set=train_set, val_set=val_set, num_classes=train_set.num_classes, init=None,
-                  crf_bilateral=(10, 5, 4), model={**SMALL, "crf_backend": "auto"})
+    common = dict(method=ASDT, predictor=asdt_runs.predictor, predictor_args=dict(crf_bilateral=(10, 5, 4)),
+                  train_set=train_set, val_set=val_set, init=None, model={**SMALL, "crf_backend": "auto"})
     tc = dict(steps=6, batch_size=2, lr=1e-3, optimizer="adamw", device="cpu", log_every=1)
     warm = run_variant(**common, outputs=(), train_cfg={**tc, "stop_at": 2, "checkpoint_dir": str(tmp_path / "w")})
     assert warm["miou"] == {} and warm["history"][-1]["step"] == 2
     ckpt = tmp_path / "w" / "last.pt"
+    assert shared_warmup(steps=2, checkpoint_dir=tmp_path / "w2", train_cfg=tc, **common) == str(tmp_path / "w2" / "last.pt")
+    assert torch.equal(torch.load(ckpt, weights_only=False)["model"]["seg.conv1.weight"],
+                       torch.load(tmp_path / "w2" / "last.pt", weights_only=False)["model"]["seg.conv1.weight"])
     res = run_variant(**common, outputs=list(OUTPUTS), train_cfg=tc, resume_from=str(ckpt), save_to=str(tmp_path / "m.pt"))
     assert set(res["miou"]) == set(OUTPUTS) and all(0 <= v <= 1 for v in res["miou"].values())
     assert res["history"][-1]["step"] == 6 and ckpt.is_file() and (tmp_path / "m.pt").is_file()
     # the same run from scratch gives the same model as the one resumed from the shared warm-up
     straight = run_variant(**common, outputs=["P max + CRF"], train_cfg=tc)
     assert straight["miou"]["P max + CRF"] == pytest.approx(res["miou"]["P max + CRF"], abs=1e-6)
-    with pytest.raises(ValueError, match="unknown outputs"):
-        run_variant(**common, outputs=["P min"], train_cfg={**tc, "steps": 1})
+    with pytest.raises(ValueError, match="unknown outputs"):                # before any training
+        run_variant(**common, outputs=["P min"], train_cfg={**tc, "steps": 10**6})
     with pytest.raises(FileNotFoundError, match="resume_from"):
         run_variant(**common, outputs=(), train_cfg=tc, resume_from=str(tmp_path / "none.pt"))
 
@@ -131,6 +141,29 @@ def test_ordering_verdict_counts_pairs_and_names_the_worst_reversal():
     assert "fewer than two rows" in ordering_verdict({"a": 1}, paper)
     # pairs the paper calls a tie are not counted
     assert "(2 of 2" in ordering_verdict({"x": 1, "y": 2, "z": 0}, {"x": 64.03, "y": 64.02, "z": 62.99}, tie=0.05)
+
+
+def test_verdicts_over_seeds_say_inconclusive_inside_the_spread():
+    assert pair_verdict([50, 52, 54], [40, 41, 42]) == "held"           # gap 11 > std 2
+    assert pair_verdict([40, 41, 42], [50, 52, 54]) == "did not hold"
+    assert pair_verdict([50, 54, 46], [49, 50, 51]) == "inconclusive"   # gap 0 < std 4
+    assert pair_verdict(50.0, 49.9) == "held"                           # one seed: no spread
+    paper = {"a": 64.0, "b": 53.0, "c": 48.5}
+    text = ordering_verdict({"a": [50, 54, 46], "b": [49, 50, 51], "c": [30, 31, 32]}, paper)
+    assert "held only in part here (2 of 3 pairwise orders; 1 within the seeds' spread)" in text
+    assert "a (50 +- 4)" in text
+    text = ordering_verdict({"a": [50, 54, 46], "b": [49, 50, 51]}, paper)
+    assert "inconclusive here (0 of 1" in text and "reversal" not in text
+
+
+def test_miou_records_keep_fractions_the_paper_and_every_seed():
+    from wsss.records import miou_record
+
+    one = miou_record(0.5, 64.03, row="full")
+    assert one == {"row": "full", "miou": 0.5, "paper": pytest.approx(0.6403)}
+    three = miou_record([0.4, 0.5, 0.6], None, T=150)
+    assert three["miou"] == pytest.approx(0.5) and three["miou_std"] == pytest.approx(0.1)
+    assert three["miou_seeds"] == [0.4, 0.5, 0.6] and three["paper"] is None
 
 
 def test_figures_helpers(tmp_path):

@@ -4,7 +4,8 @@ With a bias-free 1x1 classifier ``w`` after global average pooling, the CAM of c
 ``M_c(i) = ReLU(w_c^T f(i))``. WSSS code then (1) sums CAMs over several image scales and their flips,
 (2) keeps only the classes the image is tagged with, (3) divides each class map by its maximum, and
 (4) adds a background score, either a constant threshold or ``(1 - max_c M_c)^k`` (PSA, RRM), before
-taking the argmax as the pseudo label.
+taking the argmax as the pseudo label. PSA and RRM run a dense CRF twice, with a strong and a weak
+background, and keep only the labels both runs agree are confident (:func:`confident_labels`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .data.folder import IGNORE
 from .data.transforms import normalize
+from .ops import channels_last
+from .refine.crf import dense_crf_batch
+
+# PSA's and RRM's background powers: (1 - max CAM)^4 is a strong background, ^32 a weak one
+K_LOW, K_HIGH = 4, 32
 
 
 def normalize_cam(cam: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -76,3 +83,46 @@ def cam_to_probs(cam: torch.Tensor, **background) -> torch.Tensor:
     """[background; CAMs] scores rescaled to sum to 1 over classes, e.g. as a dense CRF's unary input."""
     scores = add_background(cam, **background).clamp(min=1e-5)
     return scores / scores.sum(dim=1, keepdim=True)
+
+
+@torch.no_grad()
+def background_crf_runs(images: torch.Tensor, cams: torch.Tensor, *, k_low: float = K_LOW, k_high: float = K_HIGH,
+                        n_iter: int = 10, gaussian: tuple[float, float] = (3, 3),
+                        bilateral: tuple[float, float, float] = (80, 13, 10),
+                        backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """The two dense-CRF runs of PSA and RRM: (Q_low, Q_high), each (B, K+1, H, W) on cams' device.
+
+    images: uint8 (B, 3, H, W) or (B, H, W, 3); cams: (B, K, H, W) in [0, 1], zero for untagged classes
+    (they keep the ~1e-5 floor of :func:`cam_to_probs` and stay negligible in the CRF). Run "low" has the
+    strong background (1 - max CAM)^k_low, run "high" the weak one (1 - max CAM)^k_high. ``bilateral``
+    sxy is in pixels: scale it down for small images.
+    """
+    images = channels_last(images)
+    images = images.cpu() if backend == "pydensecrf" else images
+    cams = cams.float()
+    crf = dict(n_iter=n_iter, gaussian=gaussian, bilateral=bilateral, backend=backend)
+    q_low = dense_crf_batch(images, cam_to_probs(cams, power=k_low), **crf).to(cams.device)
+    q_high = dense_crf_batch(images, cam_to_probs(cams, power=k_high), **crf).to(cams.device)
+    return q_low, q_high
+
+
+def combine_labels(q_low: torch.Tensor, q_high: torch.Tensor, unreliable: torch.Tensor | None = None) -> torch.Tensor:
+    """The confident label of the two CRF runs: (B, K+1, H, W) x 2 -> int64 (B, H, W), 255 = ignore.
+
+    Foreground where the strong-background run (low k) still says foreground, background where the
+    weak-background run (high k) still says background, 255 in the band between; then 255 wherever
+    ``unreliable`` (B, H, W) bool is set (RRM's reliability masks).
+    """
+    label = q_low.argmax(1)
+    label[label == 0] = IGNORE
+    label[q_high.argmax(1) == 0] = 0
+    if unreliable is not None:
+        label[unreliable] = IGNORE
+    return label
+
+
+@torch.no_grad()
+def confident_labels(images: torch.Tensor, cams: torch.Tensor, **crf) -> torch.Tensor:
+    """PSA's confident pseudo labels: :func:`combine_labels` of :func:`background_crf_runs` (same
+    keyword arguments). int64 (B, H, W): class ids 0..K where both runs are sure, 255 elsewhere."""
+    return combine_labels(*background_crf_runs(images, cams, **crf))

@@ -23,3 +23,15 @@ def segmentation_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if (target != IGNORE).any():
         return F.cross_entropy(logits, target, ignore_index=IGNORE)
     return logits.sum() * 0.0
+
+
+def split_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """RRM's and ASDT's segmentation loss: CE on the background pixels + CE on the foreground pixels.
+
+    Each part is a mean over its own pixels (255 ignored), so background and foreground weigh the same
+    however many pixels each has (the RRM code's ``bg_label`` / ``fg_label``). logits (B, C, H, W),
+    target (B, H, W) int64.
+    """
+    bg = target.masked_fill((target != 0) & (target != IGNORE), IGNORE)
+    fg = target.masked_fill(target == 0, IGNORE)
+    return segmentation_ce(logits, bg) + segmentation_ce(logits, fg)

@@ -18,9 +18,10 @@ from typing import Any, Callable
 import torch
 
 from .data import DATASETS, DatasetError, build_dataset
-from .data.synthetic import PROFILES, ensure_benchmark
+from .data.synthetic import ensure_benchmark
+from .profiles import BENCHMARK, PROFILES as NOTEBOOK_PROFILES, default_workers, pixels, profile_settings, scaled_bilateral  # noqa: F401
+from .records import miou_record, ordering_verdict, pair_verdict  # noqa: F401
 
-NOTEBOOK_PROFILES = ("quick", "full", "paper")
 # Names IPython puts in a kernel's namespace by itself.
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
@@ -76,7 +77,9 @@ def check_parameters(namespace: dict, spec: dict[str, Callable[[Any], str | None
 
     ``spec`` maps each parameter to a checker returning an error text or None (the common ones of
     :data:`COMMON` are added). A name in ``namespace`` that no spec knows - a misspelt
-    ``papermill -p`` (papermill itself only warns) - is an error too. Returns the parameters as a dict.
+    ``papermill -p`` (papermill itself only warns) - is an error too. The environment variable
+    ``WSSS_PROFILE`` (the test suite sets it to "smoke") overrides ``profile`` in ``namespace``, with a
+    printed line saying so. Returns the parameters as a dict.
     """
     spec = {**COMMON, **spec}
     unknown = [k for k, v in namespace.items()
@@ -86,6 +89,13 @@ def check_parameters(namespace: dict, spec: dict[str, Callable[[Any], str | None
         hints = {k: difflib.get_close_matches(k, spec, n=1) for k in unknown}
         said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
         raise ValueError(f"unknown parameter {said}; this notebook takes {sorted(spec)}")
+    forced = os.environ.get("WSSS_PROFILE")
+    if forced and forced != namespace.get("profile"):
+        problem = COMMON["profile"](forced)
+        if problem:
+            raise ValueError(f"environment variable WSSS_PROFILE={forced!r} {problem}")
+        print(f"WSSS_PROFILE={forced} overrides the parameter profile={namespace.get('profile')!r}")
+        namespace["profile"] = forced
     for name, check in spec.items():
         if name not in namespace:
             raise ValueError(f"parameter {name!r} is missing from the parameters cell")
@@ -114,8 +124,7 @@ def open_data(dataset: str, data_root, profile: str, seed: int, *, train_transfo
     """
     train_split, val_split = DEFAULT_SPLITS[dataset]
     if dataset == "synthetic":
-        bench_profile = profile if profile in PROFILES else "full"
-        root = ensure_benchmark(data_root, bench_profile, seed)
+        root = ensure_benchmark(data_root, BENCHMARK.get(profile) or "full", seed)
     else:
         root = Path(data_root)
         if not root.exists():
@@ -192,35 +201,3 @@ def show_source(*objects):
 
     text = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
     return Markdown(f"```python\n{text}\n```")
-
-
-def ordering_verdict(ours: dict[str, float], paper: dict[str, float], *, what: str = "mIoU", tie: float = 0.0) -> str:
-    """One plain sentence: does the paper's ranking of the rows hold in ours, and by how much?
-
-    ours / paper: row name -> number in the same unit (rows missing from either side are left out).
-    Pairs the paper separates by at most ``tie`` are not counted. Says how many of the paper's
-    pairwise orders hold here and names the largest reversal.
-    """
-    rows = [r for r in paper if r in ours and paper[r] is not None and ours[r] is not None]
-    if len(rows) < 2:
-        return f"{what}: fewer than two rows to compare with the paper."
-    by_paper = sorted(rows, key=lambda r: -paper[r])
-    by_ours = sorted(rows, key=lambda r: -ours[r])
-    held, pairs, worst = 0, 0, None
-    for i, a in enumerate(by_paper):
-        for b in by_paper[i + 1:]:
-            if paper[a] - paper[b] <= tie:
-                continue
-            pairs += 1
-            gap = ours[a] - ours[b]
-            if gap > 0:
-                held += 1
-            elif worst is None or gap < worst[2]:
-                worst = (a, b, gap)
-    order = lambda seq, d: " > ".join(f"{r} ({d[r]:.4g})" for r in seq)  # noqa: E731
-    verdict = "held" if held == pairs else ("did not hold" if held == 0 else "held only in part")
-    text = (f"{what}: the paper's ordering {verdict} here ({held} of {pairs} pairwise orders). "
-            f"Paper: {order(by_paper, paper)}. Here: {order(by_ours, ours)}.")
-    if worst is not None:
-        text += f" Largest reversal: {worst[0]} is {-worst[2]:.1f} points below {worst[1]} here."
-    return text

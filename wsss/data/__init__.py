@@ -21,10 +21,15 @@ def build_dataset(name: str, root: str | Path, split: str, *, transform: Callabl
     which ships none, gets the 21 VOC class names, and its "train_aug" split is built from SBD);
     "coco" reads MS COCO 2014 (80 classes + background); "cocostuff10k" reads COCO-Stuff 10K reduced to
     the 20 VOC classes. Use :func:`wsss.data.synthetic.ensure_benchmark` to write the synthetic one.
+
+    Every problem with the files raises :class:`DatasetError` naming the file at fault; a VOC-layout
+    split whose masks hold no object at all (e.g. objects drawn with 255) is refused here too.
     """
     common = dict(transform=transform, with_clicks=with_clicks, click_seed=click_seed, **kwargs)
     if name == "synthetic":
-        return VOCLayoutDataset(root, split, **common)
+        dataset = VOCLayoutDataset(root, split, **common)
+        dataset.check_has_foreground()
+        return dataset
     if name == "voc":
         from .voc import build_voc
         return build_voc(root, split, **common)

@@ -10,6 +10,11 @@ benchmark, PASCAL VOC 2012, COCO, or a user's own folder. The layout read here i
       classes.txt                         one class name per line; line 1 is the background class
       image_labels.txt   (optional)       "<name> <id> <id> ..." foreground class ids per image
       clicks.json        (optional)       {"<name>": [[y, x, class_id], ...]} point labels
+      SegmentationObject/<name>.png (opt.) instance ids, used to sample one click per object
+
+Text files are read as UTF-8 (a byte-order mark is allowed) with any line ending. Split files hold one
+image name per line, each listed once; an image is found as <name>.jpg, .jpeg or .png (any case of the
+extension).
 
 A sample is a dict::
 
@@ -37,6 +42,8 @@ from scipy import ndimage
 
 IGNORE = 255
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+# Tried in this order: VOC's lower-case extensions first, then their upper-case spellings (x.JPG).
+_IMAGE_EXTENSIONS_TRIED = IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS)
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -49,11 +56,19 @@ class DatasetError(ValueError):
     """A dataset file is missing, unreadable or inconsistent; the message names the file."""
 
 
+def read_text(path: Path) -> str:
+    """The text of a small dataset file, read as UTF-8 (a leading byte-order mark is dropped)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not a UTF-8 text file ({err})") from err
+
+
 def read_classes(path: Path) -> list[str]:
     """Read ``classes.txt``: one class name per line, background first."""
     if not path.is_file():
         raise DatasetError(f"{path}: classes.txt not found (one class name per line, background first)")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
     if len(names) < 2:
         raise DatasetError(f"{path}: needs the background class and at least one object class, found {names}")
     if len(set(names)) != len(names):
@@ -62,10 +77,27 @@ def read_classes(path: Path) -> list[str]:
 
 
 def read_split(path: Path) -> list[str]:
-    """Read an ImageSets split file; an empty or missing split is an error."""
+    """Read an ImageSets split file: one image name per line, each listed once.
+
+    Blank lines and surrounding spaces are ignored; an empty or missing split, a line holding more
+    than one word (a name with a space in it, or "name label" as in ImageSets/Main) and a name listed
+    twice are errors naming the file and line.
+    """
     if not path.is_file():
         raise DatasetError(f"{path}: split file not found")
-    names = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    names, seen = [], {}
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 1:
+            raise DatasetError(f"{path}:{lineno}: a split line holds one image name, found {line.strip()!r} "
+                               f"(image names cannot contain spaces)")
+        name = fields[0]
+        if name in seen:
+            raise DatasetError(f"{path}:{lineno}: image {name!r} is listed twice (first on line {seen[name]})")
+        seen[name] = lineno
+        names.append(name)
     if not names:
         raise DatasetError(f"{path}: the split is empty")
     return names
@@ -80,8 +112,11 @@ def load_image(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: cannot read image ({err})") from err
 
 
-def load_mask(path: Path, num_classes: int) -> np.ndarray:
-    """Read a class-id mask (palette or grey PNG) as int64 (H, W), checking ids against the classes."""
+def load_mask(path: Path, num_classes: int, *, classes_from: str = "classes.txt") -> np.ndarray:
+    """Read a class-id mask (palette or grey PNG) as int64 (H, W), checking ids against the classes.
+
+    classes_from: where the class list came from, for the error on an id outside it.
+    """
     try:
         with Image.open(path) as img:
             if img.mode not in ("P", "L", "I", "I;16"):
@@ -92,7 +127,8 @@ def load_mask(path: Path, num_classes: int) -> np.ndarray:
     bad = np.unique(mask[(mask >= num_classes) & (mask != IGNORE)])
     if bad.size:
         raise DatasetError(
-            f"{path}: mask holds class ids {bad.tolist()} outside classes.txt (0..{num_classes - 1}, 255 = ignore)")
+            f"{path}: mask holds class ids {bad.tolist()} outside {classes_from} (0..{num_classes - 1}, "
+            f"255 = ignore)")
     return mask
 
 
@@ -151,6 +187,14 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         with_clicks: add the "clicks" key.
         click_seed: seed of the clicks sampled from masks when no clicks.json exists.
         require_masks: every listed image must have a mask (True for training splits with masks).
+        mask_dir: the folder of the class masks, relative to ``root``.
+
+    Files listed by the split, classes.txt, image_labels.txt and clicks.json are checked when the
+    dataset is made; images and masks when a sample is read (each error names its file). Reading a
+    sample also checks that image_labels.txt agrees with the mask (every class of the mask is tagged;
+    every tag is in the mask unless the mask has ignore pixels that may hide it) and that the clicks of
+    clicks.json lie inside the image. :meth:`check_has_foreground` catches a split whose masks hold no
+    object at all (:func:`wsss.data.build_dataset` calls it).
     """
 
     def __init__(self, root: str | Path, split: str, *, transform: Callable | None = None,
@@ -165,62 +209,139 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         self.click_seed = click_seed
         self.class_names = list(class_names) if class_names is not None else read_classes(self.root / "classes.txt")
         self.num_classes = len(self.class_names)
-        self.names = read_split(self.root / "ImageSets" / "Segmentation" / f"{split}.txt")
+        self.classes_from = self._describe_classes(given=class_names is not None)
+        self.split_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        self.names = read_split(self.split_file)
         self.image_paths = [self._find_image(n) for n in self.names]
         mask_root = self.root / mask_dir
         self.mask_paths = [mask_root / f"{n}.png" for n in self.names]
         if require_masks:
             missing = [str(p) for p in self.mask_paths if not p.is_file()]
             if missing:
-                raise DatasetError(f"{missing[0]}: mask listed in split '{split}' not found "
+                raise DatasetError(f"{missing[0]}: mask listed in split '{split}' ({self.split_file}) not found "
                                    f"({len(missing)} missing in all)")
-        self.tags = self._read_tags(self.root / "image_labels.txt")
-        self.clicks = self._read_clicks(self.root / "clicks.json") if with_clicks else None
+        self.tags_path = self.root / "image_labels.txt"
+        self.tags = self._read_tags(self.tags_path)
+        self.clicks_path = self.root / "clicks.json"
+        self.clicks = self._read_clicks(self.clicks_path) if with_clicks else None
+
+    def _describe_classes(self, given: bool) -> str:
+        """Where the class list came from, as error messages name it."""
+        own = self.root / "classes.txt"
+        if not given:
+            return str(own)
+        what = ("the 21 PASCAL VOC classes" if tuple(self.class_names) == VOC_CLASSES
+                else f"the {self.num_classes} classes given as class_names")
+        if not own.is_file():
+            what += (f" ({own} does not exist; a dataset of your own needs one: one class name per line, "
+                     f"background first)")
+        return what
 
     def _find_image(self, name: str) -> Path:
-        for ext in IMAGE_EXTENSIONS:
+        for ext in _IMAGE_EXTENSIONS_TRIED:
             path = self.root / "JPEGImages" / f"{name}{ext}"
             if path.is_file():
                 return path
         raise DatasetError(f"{self.root / 'JPEGImages' / name}.jpg: image listed in split '{self.split}' "
-                           f"not found")
+                           f"({self.split_file}) not found (tried the extensions {', '.join(_IMAGE_EXTENSIONS_TRIED)})")
 
     def _read_tags(self, path: Path) -> dict[str, np.ndarray] | None:
+        """Read image_labels.txt: "<name> <id> <id> ..." per line, foreground ids 1..C-1 (none: background only)."""
         if not path.is_file():
             return None
-        tags = {}
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        tags, first_line = {}, {}
+        for lineno, line in enumerate(read_text(path).splitlines(), 1):
             fields = line.split()
             if not fields:
                 continue
+            if fields[0] in first_line:
+                raise DatasetError(f"{path}:{lineno}: image {fields[0]!r} is listed twice (first on line "
+                                   f"{first_line[fields[0]]})")
+            first_line[fields[0]] = lineno
             try:
                 ids = [int(f) for f in fields[1:]]
             except ValueError as err:
                 raise DatasetError(f"{path}:{lineno}: class ids must be integers ({err})") from err
             if any(not 0 < i < self.num_classes for i in ids):
-                raise DatasetError(f"{path}:{lineno}: class ids {ids} outside 1..{self.num_classes - 1}")
+                raise DatasetError(f"{path}:{lineno}: class ids {ids} outside 1..{self.num_classes - 1} "
+                                   f"(the foreground classes of {self.classes_from})")
             vec = np.zeros(self.num_classes - 1, dtype=np.float32)
             vec[np.asarray(ids, dtype=np.int64) - 1] = 1.0
             tags[fields[0]] = vec
         missing = [n for n in self.names if n not in tags]
         if missing:
             raise DatasetError(f"{path}: no image-level labels for '{missing[0]}' ({len(missing)} missing)")
+        if not any(tags[n].any() for n in self.names):
+            raise DatasetError(f"{path}: no image of split '{self.split}' has a foreground class: every line "
+                               f"lists the image name alone, so there is nothing to learn from the tags")
         return tags
 
     def _read_clicks(self, path: Path) -> dict[str, np.ndarray] | None:
+        """Read clicks.json, the point labels, if the folder has one.
+
+        The format is one JSON object mapping image names to lists of clicks, each click a list of three
+        integers ``[y, x, class_id]``: the row and column of the pixel (0-based, inside the image) and
+        its class (0 = background .. C-1)::
+
+            {"2008_000001": [[12, 40, 8], [30, 7, 0]], "2008_000002": []}
+
+        An empty list means no clicks; an image missing from the file gets clicks sampled from its mask.
+        The shape, the types and the class ids are checked here, the coordinates against the image size
+        when the sample is read; each error names clicks.json and the image.
+        """
         if not path.is_file():
             return None
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(read_text(path))
         except json.JSONDecodeError as err:
             raise DatasetError(f"{path}: not valid JSON ({err})") from err
+        form = '{"<image name>": [[y, x, class_id], ...], ...}'
+        if not isinstance(raw, dict):
+            raise DatasetError(f"{path}: must be a JSON object {form}, found a JSON {type(raw).__name__}")
         clicks = {}
         for name, pts in raw.items():
-            arr = np.asarray(pts, dtype=np.int64).reshape(-1, 3)
-            if arr.size and (arr[:, 2].max() >= self.num_classes or arr.min() < 0):
-                raise DatasetError(f"{path}: clicks of '{name}' hold a class id or coordinate out of range")
-            clicks[name] = arr
+            if not isinstance(pts, list):
+                raise DatasetError(f"{path}: clicks of {name!r} must be a list of [y, x, class_id] triples "
+                                   f"({form}), found a JSON {type(pts).__name__}")
+            for k, pt in enumerate(pts):
+                if not (isinstance(pt, list) and len(pt) == 3):
+                    raise DatasetError(f"{path}: click {k} of {name!r} is {_short(pt)}, not a [y, x, class_id] "
+                                       f"triple ({form})")
+                if not all(_is_integer(v) for v in pt):
+                    raise DatasetError(f"{path}: click {k} of {name!r} is {_short(pt)}: y, x and class_id must "
+                                       f"be integers")
+                y, x, c = (int(v) for v in pt)
+                if y < 0 or x < 0:
+                    raise DatasetError(f"{path}: click {k} of {name!r} is {pt}: negative coordinate")
+                if not 0 <= c < self.num_classes:
+                    raise DatasetError(f"{path}: click {k} of {name!r} is {pt}: class id {c} outside "
+                                       f"0..{self.num_classes - 1} ({self.classes_from})")
+            clicks[name] = np.asarray(pts, dtype=np.int64).reshape(-1, 3)
         return clicks
+
+    def check_has_foreground(self) -> None:
+        """Raise DatasetError when no image of the split has a foreground class.
+
+        That is what masks drawn with 255 (ignore) for the objects look like, and every score computed
+        on such a split would be meaningless. The masks are read in order until one holds an object, so
+        a sound split costs one or two reads. Images without a mask (a test split) are not counted.
+        """
+        if self.tags is not None:   # _read_tags has checked the tags already
+            return
+        mask_dirs = sorted({str(p.parent) for p in self.mask_paths})
+        read = 0
+        for path in self.mask_paths:
+            if not path.is_file():
+                continue
+            read += 1
+            if labels_from_mask(load_mask(path, self.num_classes, classes_from=self.classes_from),
+                                self.num_classes).any():
+                return
+        if read:
+            raise DatasetError(
+                f"split '{self.split}' ({self.split_file}): none of its {read} masks in {', '.join(mask_dirs)} holds "
+                f"a foreground class, only background (0) and ignore ({IGNORE}); objects must be drawn with their "
+                f"class ids 1..{self.num_classes - 1} of {self.classes_from}, not with {IGNORE}")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -229,13 +350,19 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         name = self.names[index]
         image = load_image(self.image_paths[index])
         mask_path = self.mask_paths[index]
-        if mask_path.is_file():
-            mask = load_mask(mask_path, self.num_classes)
+        has_mask = mask_path.is_file()
+        if has_mask:
+            mask = load_mask(mask_path, self.num_classes, classes_from=self.classes_from)
             if mask.shape != image.shape[:2]:
                 raise DatasetError(f"{mask_path}: mask size {mask.shape} differs from its image {image.shape[:2]}")
         else:
             mask = np.full(image.shape[:2], IGNORE, dtype=np.int64)
-        tags = self.tags[name] if self.tags is not None else labels_from_mask(mask, self.num_classes)
+        if self.tags is not None:
+            tags = self.tags[name]
+            if has_mask:
+                self._check_tags_agree(name, tags, mask, mask_path)
+        else:
+            tags = labels_from_mask(mask, self.num_classes)
         sample = {
             "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
             "mask": torch.from_numpy(mask),
@@ -245,19 +372,59 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         if self.with_clicks:
             if self.clicks is not None and name in self.clicks:
                 pts = self.clicks[name]
+                outside = (pts[:, 0] >= image.shape[0]) | (pts[:, 1] >= image.shape[1])
+                if outside.any():
+                    raise DatasetError(f"{self.clicks_path}: click {int(np.argmax(outside))} of {name!r} is "
+                                       f"{pts[outside][0].tolist()}, outside its {image.shape[0]}x{image.shape[1]} "
+                                       f"image {self.image_paths[index]} (clicks are [y, x, class_id])")
             else:
-                pts = sample_clicks(mask, stable_seed(name, self.click_seed), instances=self._instances(name))
+                pts = sample_clicks(mask, stable_seed(name, self.click_seed), instances=self._instances(name, mask.shape))
             sample["clicks"] = torch.from_numpy(pts)
         if self.transform is not None:
             sample = self.transform(sample)
         return sample
 
-    def _instances(self, name: str) -> np.ndarray | None:
+    def _check_tags_agree(self, name: str, tags: np.ndarray, mask: np.ndarray, mask_path: Path) -> None:
+        """image_labels.txt must tag every class of the mask, and tag no class the mask lacks (unless the
+        mask has ignore pixels, under which a tagged object may lie, as VOC marks difficult objects)."""
+        in_mask = labels_from_mask(mask, self.num_classes)
+        untagged = np.flatnonzero((in_mask > 0) & (tags == 0)) + 1
+        absent = np.flatnonzero((tags > 0) & (in_mask == 0)) + 1
+        if untagged.size or (absent.size and not (mask == IGNORE).any()):
+            problem = (f"the mask holds classes {untagged.tolist()} it does not tag" if untagged.size
+                       else f"it tags classes {absent.tolist()} the mask does not hold")
+            raise DatasetError(f"{self.tags_path}: the labels of {name!r} contradict its mask "
+                               f"{mask_path}: {problem} "
+                               f"(tags {(np.flatnonzero(tags) + 1).tolist()}, mask classes "
+                               f"{(np.flatnonzero(in_mask) + 1).tolist()})")
+
+    def _instances(self, name: str, shape: tuple[int, int]) -> np.ndarray | None:
+        """VOC's SegmentationObject/<name>.png instance ids, if present, checked to match the mask size."""
         path = self.root / "SegmentationObject" / f"{name}.png"
         if not path.is_file():
             return None
-        with Image.open(path) as img:
-            return np.asarray(img, dtype=np.int64)
+        try:
+            with Image.open(path) as img:
+                instances = np.asarray(img, dtype=np.int64).copy()
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            raise DatasetError(f"{path}: cannot read instance mask ({err})") from err
+        if instances.shape != tuple(shape):
+            raise DatasetError(f"{path}: instance mask is {instances.shape}, its class mask {tuple(shape)} "
+                               f"(instance masks are palette or grey PNGs of the image's size)")
+        return instances
+
+
+def _is_integer(value) -> bool:
+    """A JSON number holding an integer (12 or 12.0), not a string or a bool."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _short(value, limit: int = 60) -> str:
+    """A value as JSON, cut to ``limit`` characters for an error message."""
+    text = json.dumps(value) if not isinstance(value, np.ndarray) else str(value.tolist())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class PseudoMaskDataset(torch.utils.data.Dataset):

@@ -26,6 +26,10 @@ ImageSets/Segmentation/{train_aug,val}.txt, classes.txt, image_labels.txt, click
 Command line::
 
     python -m wsss.data.synthetic --out DIR --profile quick --seed 0
+
+Only folders this generator made are ever replaced: ``out`` must be new, empty, or a benchmark written
+here before (its benchmark.json has a "generator_version"); any other folder is refused with a
+:class:`~wsss.data.DatasetError` naming it, and nothing in it is touched.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .folder import sample_clicks, stable_seed
+from .folder import DatasetError, sample_clicks, stable_seed
 
 GENERATOR_VERSION = 2
 CLASSES = ("background", "disc", "box", "triangle", "ring", "cross", "diamond")
@@ -72,6 +76,10 @@ PROFILES = {
     "quick": Profile(image_size=64, n_train=800, n_val=200, min_radius=0.18, max_radius=0.34),
     "full": Profile(image_size=160, n_train=4000, n_val=600, min_radius=0.14, max_radius=0.34),
 }
+
+# The top-level entries of a benchmark folder, all written by write_benchmark.
+BENCHMARK_ENTRIES = frozenset({"JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets", "classes.txt",
+                               "image_labels.txt", "clicks.json", "benchmark.json"})
 
 # Probabilities of the scene being the class's preferred one, of a camouflaged body, of 1/2/3 objects.
 P_CONTEXT = 0.85
@@ -201,12 +209,76 @@ def render_image(rng: np.random.Generator, profile: Profile):
     return np.clip(image, 0, 255).astype(np.uint8), mask, inst, present
 
 
-def write_benchmark(out: str | Path, profile: str = "quick", seed: int = 0, *, progress: bool = True) -> Path:
-    """Write the benchmark of ``profile`` to folder ``out`` (replaced atomically) and return it."""
+def _check_profile_and_seed(profile: str, seed) -> int:
+    """Validate the arguments of the generator; returns the seed as a plain int."""
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not known; choose one of {tuple(PROFILES)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} is not valid: the benchmark's seed must be an integer >= 0")
+    return int(seed)
+
+
+def benchmark_meta(folder: str | Path) -> dict | None:
+    """The contents of ``folder/benchmark.json`` if this generator wrote it, else None.
+
+    A marker counts only if it parses as a JSON object with a "generator_version" key; a missing,
+    unreadable or foreign benchmark.json gives None.
+    """
+    try:
+        meta = json.loads((Path(folder) / "benchmark.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):   # missing, unreadable, not UTF-8, not JSON
+        return None
+    return meta if isinstance(meta, dict) and "generator_version" in meta else None
+
+
+def _check_replaceable(out: Path) -> str:
+    """How ``out`` may be written: "new" (absent), "empty" (an empty folder) or "benchmark" (ours).
+
+    Anything else is refused with a DatasetError naming the folder: a file, a folder holding anything
+    but a generated benchmark, or a benchmark to which files of someone else's were added.
+    """
+    if not out.exists() and not out.is_symlink():
+        return "new"
+    if not out.is_dir() or out.is_symlink():
+        what = "is a symbolic link" if out.is_symlink() else "exists and is not a folder"
+        raise DatasetError(f"{out}: {what}; the synthetic benchmark is written only to a new or empty folder, "
+                           f"or over a benchmark it wrote before")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return "empty"
+    if benchmark_meta(out) is None:
+        why = "no benchmark.json" if not (out / "benchmark.json").exists() else \
+            "its benchmark.json was not written by this generator"
+        raise DatasetError(
+            f"{out}: is not a generated synthetic benchmark ({why}) and is not empty, so it is left as it is. "
+            f"To read your own VOC-layout folder, use dataset=\"voc\" (build_dataset(\"voc\", root, split)); "
+            f"for the synthetic benchmark give a new or empty folder (or data_root=None for the default cache)")
+    foreign = [e for e in entries if e not in BENCHMARK_ENTRIES]
+    if foreign:
+        raise DatasetError(f"{out}: is a generated synthetic benchmark but also holds {foreign[:5]}, which the "
+                           f"generator did not write, so it is not replaced; move them away, or pick another folder")
+    return "benchmark"
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move the entries of folder ``src`` into the existing empty folder ``dst``, benchmark.json last."""
+    entries = sorted(src.iterdir(), key=lambda p: p.name == "benchmark.json")
+    for entry in entries:
+        shutil.move(str(entry), str(dst / entry.name))
+
+
+def write_benchmark(out: str | Path, profile: str = "quick", seed: int = 0, *, progress: bool = True) -> Path:
+    """Write the benchmark of ``profile`` and ``seed`` to folder ``out`` and return it.
+
+    ``out`` must be a new folder, an empty one, or a benchmark this generator wrote (which is replaced,
+    whatever its profile and seed); any other folder raises :class:`~wsss.data.DatasetError` and is left
+    untouched. The benchmark is written to a temporary folder beside ``out`` and moved in place when
+    complete (benchmark.json last), so an interrupted run leaves no half-written benchmark behind.
+    """
+    seed = _check_profile_and_seed(profile, seed)
     prof = PROFILES[profile]
     out = Path(out)
+    _check_replaceable(out)   # refuse before any work
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -237,13 +309,45 @@ def write_benchmark(out: str | Path, profile: str = "quick", seed: int = 0, *, p
                 "classes": list(CLASSES), "scenes": list(SCENES), "p_context": P_CONTEXT,
                 "p_camouflage": P_CAMOUFLAGE, "p_class_shape": P_CLASS_SHAPE}
         (tmp / "benchmark.json").write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _install(tmp, out, meta)
     finally:
-        if tmp.exists():
+        if tmp.exists():   # made above by mkdtemp: ours
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _install(tmp: Path, out: Path, meta: dict) -> None:
+    """Put the finished benchmark ``tmp`` at ``out``, checking ``out`` again just before.
+
+    new: renamed into place; if another process put the same benchmark there meanwhile, that one is kept.
+    empty: renamed over the empty folder where the system allows it, else moved into it entry by entry.
+    benchmark: the old one is renamed aside, the new one renamed in, then the old one (checked to be a
+    generated benchmark by :func:`_check_replaceable`) is removed.
+    """
+    kind = _check_replaceable(out)
+    if kind == "new":
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            theirs = benchmark_meta(out)
+            if theirs is None or any(theirs.get(k) != meta[k] for k in ("generator_version", "profile", "seed")):
+                raise
+    elif kind == "empty":
+        try:
+            os.replace(tmp, out)   # POSIX renames a folder over an empty one, atomically
+        except OSError:            # Windows, a mount point, or it is no longer empty
+            if any(out.iterdir()):
+                raise DatasetError(f"{out}: is no longer empty; the synthetic benchmark was not written") from None
+            _move_into(tmp, out)
+    else:
+        old = tmp.with_name(tmp.name + "-old")   # tmp's name is unique (mkdtemp), so is this one
+        os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def default_root() -> Path:
@@ -256,26 +360,32 @@ def ensure_benchmark(root: str | Path | None = None, profile: str = "quick", see
     """Return the folder of the benchmark for (profile, seed), writing it first if it is not cached.
 
     ``root`` is the folder itself; by default ``default_root()/synthetic-<profile>-seed<seed>``. A cached
-    folder is reused only if its benchmark.json matches this generator version, profile and seed.
+    folder is reused only if its benchmark.json matches this generator version, profile and seed; a
+    benchmark of another profile or seed is regenerated in place. A folder that exists, is not empty
+    and is not a generated benchmark (e.g. one's own VOC folder) raises DatasetError and is left alone.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not known; choose one of {tuple(PROFILES)}")
+    seed = _check_profile_and_seed(profile, seed)
     folder = Path(root) if root is not None else default_root() / f"synthetic-{profile}-seed{seed}"
-    meta_path = folder / "benchmark.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if (meta.get("generator_version"), meta.get("profile"), meta.get("seed")) == (GENERATOR_VERSION, profile, seed):
-            return folder
+    meta = benchmark_meta(folder)
+    if meta is not None and (meta.get("generator_version"), meta.get("profile"), meta.get("seed")) == \
+            (GENERATOR_VERSION, profile, seed):
+        return folder
     return write_benchmark(folder, profile, seed, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line (see the module docstring); a refused folder or bad argument exits with its message."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="folder to write (replaced if it exists)")
+    parser.add_argument("--out", required=True,
+                        help="folder to write: a new or empty folder, or a benchmark written here before "
+                             "(only such a benchmark is replaced; any other folder is refused, untouched)")
     parser.add_argument("--profile", default="quick", choices=tuple(PROFILES))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="an integer >= 0")
     args = parser.parse_args(argv)
-    path = write_benchmark(args.out, args.profile, args.seed)
+    try:
+        path = write_benchmark(args.out, args.profile, args.seed)
+    except ValueError as err:   # DatasetError (a refused folder) or a bad seed
+        raise SystemExit(f"{parser.prog}: error: {err}") from err
     print(f"wrote {path}")
 
 

@@ -9,8 +9,10 @@ most WSSS code expects::
     VOC2012/SegmentationClassAug/<name>.png       palette PNGs (VOC's own mask where VOC has one)
     VOC2012/ImageSets/Segmentation/train_aug.txt  the 10,582 names, written last
 
-after which the split reads like any other (:class:`wsss.data.folder.VOCLayoutDataset`). If both
-already exist (e.g. from the usual DeepLab "SegmentationClassAug" download) they are used as they are.
+after which the split reads like any other (:class:`wsss.data.folder.VOCLayoutDataset`). An existing
+train_aug.txt (e.g. from the usual DeepLab "SegmentationClassAug" download, or one's own) is used as it
+is, with its masks in SegmentationClassAug/ where that folder exists, else in SegmentationClass/; it is
+never rewritten: train_aug is built from SBD only when the file does not exist.
 torchvision's :class:`~torchvision.datasets.SBDataset` reads SBD's split lists and .mat files.
 """
 from __future__ import annotations
@@ -71,21 +73,42 @@ def find_sbd_root(root: str | Path, voc: Path, sbd_root: str | Path | None = Non
 
 
 def _train_aug_mask_dir(voc: Path) -> str | None:
-    """The mask folder of an existing train_aug split, or None when it must be built."""
+    """The mask folder of an existing train_aug split, or None when there is no train_aug.txt to use.
+
+    An existing train_aug.txt is never rebuilt (it may be the user's own list): its masks are in
+    SegmentationClassAug/ where that folder exists, else in SegmentationClass/ (e.g. the synthetic
+    benchmark); a missing mask is then an error naming it.
+    """
     if not (voc / "ImageSets" / "Segmentation" / f"{AUG_SPLIT}.txt").is_file():
         return None
-    if (voc / AUG_MASKS).is_dir():
-        return AUG_MASKS
-    # A folder that lists train_aug but keeps all its masks in SegmentationClass (e.g. the synthetic benchmark).
-    names = read_split(voc / "ImageSets" / "Segmentation" / f"{AUG_SPLIT}.txt")
-    if all((voc / "SegmentationClass" / f"{n}.png").is_file() for n in names):
-        return "SegmentationClass"
-    return None
+    return AUG_MASKS if (voc / AUG_MASKS).is_dir() else "SegmentationClass"
 
 
 def _tmp_path(path: Path) -> Path:
     """A temporary name beside ``path``, private to this process (DDP ranks may build at once)."""
     return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
+def _create_text(path: Path, text: str) -> bool:
+    """Write a new file atomically, never replacing an existing one; False if ``path`` already exists.
+
+    The text goes to a private temporary file, which is then hard-linked to ``path`` (which fails if
+    ``path`` exists) or, on file systems without hard links, renamed to it after a last check.
+    """
+    tmp = _tmp_path(path)
+    tmp.write_text(text)
+    try:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:   # no hard links here (e.g. some network or FAT file systems)
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _write_atomic_png(mask: np.ndarray, path: Path) -> None:
@@ -101,11 +124,17 @@ def build_train_aug(voc: Path, sbd: Path, *, progress: bool = True) -> list[str]
 
     train_aug = (VOC train ∪ SBD train ∪ SBD val) − VOC val. Each mask is written atomically and
     the split file last, so an interrupted build resumes where it stopped and is never mistaken for
-    a finished one. Returns the names, sorted.
+    a finished one. An existing train_aug.txt is never replaced: the build refuses to start when there
+    is one, and if one appears meanwhile (another process built it) that one is kept. Returns the names,
+    sorted.
     """
+    sets = voc / "ImageSets" / "Segmentation"
+    split_file = sets / f"{AUG_SPLIT}.txt"
+    if split_file.exists():
+        raise DatasetError(f"{split_file}: exists already; it is used as it is and never rebuilt from SBD "
+                           f"(move it away to build {AUG_SPLIT} from VOC and SBD)")
     from torchvision.datasets import SBDataset
 
-    sets = voc / "ImageSets" / "Segmentation"
     voc_train, voc_val = read_split(sets / "train.txt"), read_split(sets / "val.txt")
     sbd_masks = {}
     for image_set in ("train", "val"):
@@ -136,10 +165,7 @@ def build_train_aug(voc: Path, sbd: Path, *, progress: bool = True) -> list[str]
         else:
             raise DatasetError(f"{voc_mask}: VOC train image '{name}' has no mask")
 
-    split_file = sets / f"{AUG_SPLIT}.txt"
-    tmp = _tmp_path(split_file)
-    tmp.write_text("\n".join(names) + "\n")
-    os.replace(tmp, split_file)
+    _create_text(split_file, "\n".join(names) + "\n")
     return names
 
 
@@ -153,7 +179,8 @@ def build_voc(root: str | Path, split: str, *, transform: Callable | None = None
         first use (see the module docstring); SBD is looked for at ``sbd_root``, else beside ``root``.
     Classes come from classes.txt where the folder has one, else the 21 VOC classes. Other keyword
     arguments go to :class:`~wsss.data.folder.VOCLayoutDataset`; its clicks use SegmentationObject/
-    for instances where VOC has it, and connected components for SBD-only images.
+    for instances where VOC has it, and connected components for SBD-only images. A split whose masks
+    hold no object at all is an error (:meth:`~wsss.data.folder.VOCLayoutDataset.check_has_foreground`).
     """
     voc = find_voc_root(root)
     if "class_names" not in kwargs and not (voc / "classes.txt").is_file():
@@ -164,5 +191,7 @@ def build_voc(root: str | Path, split: str, *, transform: Callable | None = None
             build_train_aug(voc, find_sbd_root(root, voc, sbd_root), progress=progress)
             mask_dir = AUG_MASKS
         kwargs["mask_dir"] = mask_dir
-    return VOCLayoutDataset(voc, split, transform=transform, with_clicks=with_clicks, click_seed=click_seed,
-                            **kwargs)
+    dataset = VOCLayoutDataset(voc, split, transform=transform, with_clicks=with_clicks, click_seed=click_seed,
+                               **kwargs)
+    dataset.check_has_foreground()
+    return dataset

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import torch
 
-from ..cam import cam_to_probs
+from ..cam import K_LOW, cam_to_probs
 from ..data.folder import IGNORE
 from ..data.transforms import normalize
-from ..refine.crf import dense_crf_batch
-from .rrm import K_LOW, RRM, SegHead, _channels_last, upsample
+from ..ops import upsample
+from ..refine.crf import crf_label
+from .rrm import RRM, SegHead
 
 DISTILL = ("alternate", "class", "seg", "max", "mean")
 FUSIONS = ("max", "mean", "multiply")
@@ -78,23 +79,6 @@ def fuse(p_st: torch.Tensor, p_s: torch.Tensor, mode: str = "max") -> torch.Tens
     return fused / fused.sum(1, keepdim=True).clamp_min(1e-12)
 
 
-@torch.no_grad()
-def crf_label(images: torch.Tensor, probs: torch.Tensor, *, backend: str = "auto",
-              gaussian: tuple[float, float] = ST_GAUSSIAN,
-              bilateral: tuple[float, float, float] = ST_BILATERAL, n_iter: int = 10) -> torch.Tensor:
-    """B^st of ASDT: argmax of a dense CRF on probabilities (B, C, H, W) -> int64 (B, H, W).
-
-    images uint8 (B, 3, H, W) or (B, H, W, 3). Kernels of the public ASDT code: Gaussian (3, 3),
-    bilateral (83, 5, 4), 10 iterations.
-    """
-    images = _channels_last(images)
-    probs = probs.detach().float()
-    probs = probs / probs.sum(1, keepdim=True)
-    q = dense_crf_batch(images.cpu() if backend == "pydensecrf" else images, probs, n_iter=n_iter,
-                        gaussian=gaussian, bilateral=bilateral, backend=backend)
-    return q.argmax(1).to(probs.device)
-
-
 class ASDT(RRM):
     """ASDT training step: class-teacher + seg-teacher (``self.seg``) + student (``self.student``).
 
@@ -122,9 +106,6 @@ class ASDT(RRM):
         pwm_periods(T, tau)                                                     # validate early
         self.student = SegHead(self.net.backbone.out_channels[-1], num_classes, self.seg.conv1.out_channels)
         self.distill, self.T, self.tau, self.warmup, self.st_bilateral = distill, T, tau, warmup, st_bilateral
-        # Timing aid (see wsss.experiments.step_timing): when set, a step reuses the labels of the step
-        # before and skips L_str, so that only the network passes (and their backward) are left.
-        self.timing_network_only, self._last_targets = False, None
 
     def uses_seg_teacher(self, step: int) -> bool:
         """Whether the student learns from the seg-teacher's side at this step (Lambda_t of Eq. 3 for
@@ -144,7 +125,8 @@ class ASDT(RRM):
         if self.distill in ("max", "mean"):
             p_ct = cam_to_probs(cams, power=K_LOW)
             p_st = torch.maximum(p_ct, p_st) if self.distill == "max" else (p_ct + p_st) / 2
-        return target_ct, crf_label(images, p_st, backend=self.crf_backend, bilateral=self.st_bilateral), True  # B^st
+        b_st = crf_label(images, p_st, backend=self.crf_backend, gaussian=ST_GAUSSIAN, bilateral=self.st_bilateral)
+        return target_ct, b_st, True
 
     def forward(self, batch: dict, step: int = 0) -> dict:
         images = batch["image"]
@@ -153,12 +135,8 @@ class ASDT(RRM):
         features = out["features"][-1]
         logits_st = upsample(self.seg(features), size)                          # seg-teacher (B, C, H, W)
         logits_s = upsample(self.student(features), size)                       # student (B, C, H, W)
-        if self.timing_network_only and self._last_targets is not None:
-            target_ct, target_s, teacher_st = self._last_targets                # timing: no label work
-        else:
-            target_ct, target_s, teacher_st = self.targets(images, cams, logits_st, step)
-            self._last_targets = (target_ct, target_s, teacher_st) if self.timing_network_only else None
-        use_structure = self.use_structure and not self.timing_network_only
+        target_ct, target_s, teacher_st = self.step_labels(self.targets, images, cams, logits_st, step)
+        use_structure = self.use_structure and not self.timing_network_only     # L_str is label work too
         # Eq. (4): the seg-teacher learns from the class-teacher
         st_ce, st_str = self.distill_loss(logits_st, target_ct, images, use_structure)
         # Eq. (3): L_ad = Lambda_t(L_d^ct(P^s, [B^ct, R^ct]), L_d^st(P^s, B^st) | T, tau)

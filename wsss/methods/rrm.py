@@ -21,16 +21,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..cam import cam_to_probs, multiscale_cam, normalize_cam
+from ..cam import K_HIGH, K_LOW, background_crf_runs, combine_labels, multiscale_cam, normalize_cam
 from ..data.folder import IGNORE
 from ..data.transforms import normalize
-from ..losses import multilabel_soft_margin, segmentation_ce
+from ..losses import multilabel_soft_margin, split_ce
 from ..models import build_backbone
 from ..models.heads import CAMNet
-from ..refine.crf import dense_crf_batch, dense_crf_loss
+from ..ops import channels_last, upsample
+from ..refine.crf import dense_crf_loss
+from ..train import ReusableLabels
 
-# the RRM code's constants
-K_LOW, K_HIGH = 4, 32               # background powers of the two CRFs: (1 - max CAM)^k
+# the RRM code's constants (K_LOW, K_HIGH: the background powers of the two CRFs, shared with PSA)
 CAM_GAUSSIAN = (3, 3)               # (sxy, compat)
 CAM_BILATERAL = (80, 13, 10)        # (sxy, srgb, compat)
 FG_MIN, FG_QUANTILE, BG_SURE, CRF_SURE = 0.1, 0.6, 0.8, 0.8
@@ -44,13 +45,6 @@ STR_WEIGHT = 1e-7 * 161 * 161
 # ---------------------------------------------------------------------------------------------------
 # Reliable pseudo labels from CAMs
 # ---------------------------------------------------------------------------------------------------
-def _channels_last(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (B, 3, H, W) or (B, H, W, 3) -> (B, H, W, 3) (channels-last wins if both fit)."""
-    if images.ndim != 4 or 3 not in (images.shape[1], images.shape[3]):
-        raise ValueError(f"images must be (B, 3, H, W) or (B, H, W, 3), got {tuple(images.shape)}")
-    return images if images.shape[3] == 3 else images.permute(0, 2, 3, 1)
-
-
 def cam_sure_mask(scores: torch.Tensor, present: torch.Tensor, *, fg_min: float = FG_MIN,
                   fg_quantile: float = FG_QUANTILE, bg_sure: float = BG_SURE) -> torch.Tensor:
     """Where the CAM itself is confident (RRM): (B, K+1, H, W) scores [bg; CAMs] -> bool (B, H, W).
@@ -85,21 +79,6 @@ def crf_unsure_mask(q_low: torch.Tensor, q_high: torch.Tensor, *, crf_sure: floa
     return torch.cat([q_high[:, :1], q_low[:, 1:]], 1).amax(1) < crf_sure
 
 
-def combine_labels(q_low: torch.Tensor, q_high: torch.Tensor, unreliable: torch.Tensor | None = None) -> torch.Tensor:
-    """RRM's label from the two CRFs: (B, K+1, H, W) x 2 -> int64 (B, H, W), 255 = ignore.
-
-    Foreground where the low-k CRF (strong background) still says foreground, background where the
-    high-k CRF (weak background) still says background, 255 in the band between; then 255 wherever
-    ``unreliable`` (B, H, W) bool is set.
-    """
-    label = q_low.argmax(1)
-    label[label == 0] = IGNORE
-    label[q_high.argmax(1) == 0] = 0
-    if unreliable is not None:
-        label[unreliable] = IGNORE
-    return label
-
-
 @torch.no_grad()
 def reliable_labels(images: torch.Tensor, cams: torch.Tensor, *, crf_backend: str = "auto", k_low: float = K_LOW,
                     k_high: float = K_HIGH, gaussian: tuple[float, float] = CAM_GAUSSIAN,
@@ -109,18 +88,15 @@ def reliable_labels(images: torch.Tensor, cams: torch.Tensor, *, crf_backend: st
 
     images: uint8 (B, H, W, 3) or (B, 3, H, W); cams: (B, K, H, W) in [0, 1], zero for untagged classes.
     Background score (1 - max_c CAM)^k; dense CRF (one batched call per k) with k_low and k_high;
-    label by :func:`combine_labels`; unreliable = CRF-unsure or not CAM-sure (the CAM label uses
+    label by :func:`wsss.cam.combine_labels`; unreliable = CRF-unsure or not CAM-sure (the CAM label uses
     k_high, as the RRM code's ``cam_all``). ``bilateral`` sxy is in pixels: scale it down for small
     images. ``reliability=False`` skips the two masks (the ablation without R^ct): the band between
     the two CRFs stays 255, as it is part of RRM's label before the reliability step.
     Returns int64 (B, H, W) with class ids 0..K and 255.
     """
-    images = _channels_last(images).cpu() if crf_backend == "pydensecrf" else _channels_last(images)
     cams = cams.float()
-    crf = dict(n_iter=n_iter, gaussian=gaussian, bilateral=bilateral, backend=crf_backend)
-    # untagged classes carry a probability ~1e-5 (cam_to_probs' floor) and stay negligible in the CRF
-    q_low = dense_crf_batch(images, cam_to_probs(cams, power=k_low), **crf).to(cams.device)
-    q_high = dense_crf_batch(images, cam_to_probs(cams, power=k_high), **crf).to(cams.device)
+    q_low, q_high = background_crf_runs(images, cams, k_low=k_low, k_high=k_high, n_iter=n_iter,
+                                        gaussian=gaussian, bilateral=bilateral, backend=crf_backend)
     if not reliability:
         return combine_labels(q_low, q_high)
     scores = torch.cat([(1 - cams.amax(1, keepdim=True)).clamp(min=0) ** k_high, cams], 1)
@@ -146,17 +122,6 @@ class SegHead(nn.Module):
         return self.conv2(F.relu(self.conv1(features)))
 
 
-def split_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """RRM's segmentation loss: CE on the background pixels + CE on the foreground pixels (255 ignored).
-
-    Each part is a mean over its own pixels, so background and foreground weigh the same however
-    many pixels each has (the RRM code's ``bg_label`` / ``fg_label``). logits (B, C, H, W), target (B, H, W).
-    """
-    bg = target.masked_fill((target != 0) & (target != IGNORE), IGNORE)
-    fg = target.masked_fill(target == 0, IGNORE)
-    return segmentation_ce(logits, bg) + segmentation_ce(logits, fg)
-
-
 def structure_loss(images: torch.Tensor, probs: torch.Tensor, target: torch.Tensor | None = None, *,
                    sigma_rgb: float = STR_SIGMA_RGB, sigma_xy: float = STR_SIGMA_XY,
                    scale: float = STR_SCALE) -> torch.Tensor:
@@ -170,19 +135,14 @@ def structure_loss(images: torch.Tensor, probs: torch.Tensor, target: torch.Tens
     weight = (1 - probs.detach().amax(1)).clamp(min=0)                          # (B, H, W)
     if target is not None:
         weight = weight.masked_fill(target == IGNORE, 1.0)
-    return dense_crf_loss(_channels_last(images), probs, sigma_rgb=sigma_rgb, sigma_xy=sigma_xy,
+    return dense_crf_loss(channels_last(images), probs, sigma_rgb=sigma_rgb, sigma_xy=sigma_xy,
                           scale=scale, weight=weight)
-
-
-def upsample(logits: torch.Tensor, size) -> torch.Tensor:
-    """Bilinear resize of (B, C, h, w) logits to size (H, W)."""
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 # ---------------------------------------------------------------------------------------------------
 # The method
 # ---------------------------------------------------------------------------------------------------
-class RRM(nn.Module):
+class RRM(ReusableLabels, nn.Module):
     """RRM training step: class-teacher (CAMNet) + one segmentation branch on a shared backbone.
 
     loss = L_ce (multilabel soft margin, Eq. 2 of ASDT) + split CE of the seg branch on
@@ -191,7 +151,8 @@ class RRM(nn.Module):
     training forward's CAM, anything else runs :func:`wsss.cam.multiscale_cam` (RRM and ASDT: 1, 0.5,
     1.5, 2 with flips) in the current train/eval mode. ``crf_bilateral``: the CAM CRF's bilateral
     kernel, sxy to scale down on small images, as ``str_sigma_xy`` (L_str's sigma_D in pixels).
-    Seg logits are upsampled to the image before the losses.
+    Seg logits are upsampled to the image before the losses. With ``timing_network_only`` set
+    (:class:`wsss.train.ReusableLabels`) a step reuses the labels of the step before and skips L_str.
     """
 
     def __init__(self, backbone: str, num_classes: int, *, output_stride: int = 8, pretrained: str | None = None,
@@ -236,8 +197,9 @@ class RRM(nn.Module):
     def forward(self, batch: dict, step: int = 0) -> dict:
         images = batch["image"]
         out, l_ce, cams = self.class_teacher(images, batch["labels"])
-        target = self.pseudo_labels(images, cams)
-        ce, l_str = self.distill_loss(upsample(self.seg(out["features"][-1]), images.shape[2:]), target, images)
+        target = self.step_labels(self.pseudo_labels, images, cams)
+        ce, l_str = self.distill_loss(upsample(self.seg(out["features"][-1]), images.shape[2:]), target, images,
+                                      self.use_structure and not self.timing_network_only)
         loss = l_ce + ce + self.str_weight * l_str
         return {"loss": loss, "cls": l_ce.detach(), "seg_ce": ce.detach(), "seg_str": l_str.detach(),
                 "ignored": (target == IGNORE).float().mean()}

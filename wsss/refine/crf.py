@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ops import channels_last
 from .lattice import LatticeOperator, PermutohedralLattice, lattice_filter
 
 BACKENDS = ("auto", "torch", "pydensecrf")
@@ -139,6 +140,24 @@ def dense_crf_batch(images, probs, *, n_iter: int = 10, gaussian: tuple[float, f
         raise ValueError(f"{len(images)} images but {len(probs)} probability maps")
     image_t, probs_t = _check_batch(images, probs)
     return _refine(image_t, probs_t, probs, n_iter, gaussian, bilateral, backend, device)
+
+
+@torch.no_grad()
+def crf_label(images: torch.Tensor, probs: torch.Tensor, *, n_iter: int = 10,
+              gaussian: tuple[float, float] | None = (3, 3),
+              bilateral: tuple[float, float, float] | None = (80, 13, 10), backend: str = "auto") -> torch.Tensor:
+    """The label map of a dense CRF: argmax of :func:`dense_crf_batch` -> int64 (B, H, W) on probs' device.
+
+    images: uint8 (B, 3, H, W) or (B, H, W, 3); probs: (B, C, H, W), non-negative (renormalised over C
+    here, so a fused or thresholded map can go in as it is). Used for CRF post-processing at test time
+    and for the CRF-refined labels of a network's own prediction (ASDT's B^st, SSDD's advice m^A).
+    """
+    images = channels_last(images)
+    probs = probs.detach().float()
+    probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
+    q = dense_crf_batch(images.cpu() if backend == "pydensecrf" else images, probs, n_iter=n_iter,
+                        gaussian=gaussian, bilateral=bilateral, backend=backend)
+    return q.argmax(1).to(probs.device)
 
 
 def _refine(images, probs, probs_arg, n_iter, gaussian, bilateral, backend, device) -> torch.Tensor:

@@ -1,0 +1,105 @@
+"""The scaffold every paper notebook builds on: profiles in one place, the smoke override, shared
+label pieces (CRF labels, the two-run background labels), and the package's layering."""
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from wsss.cam import combine_labels, confident_labels
+from wsss.data.folder import IGNORE
+from wsss.notebook import check_parameters, number
+from wsss.ops import channels_last, upsample
+from wsss.profiles import BENCHMARK, PROFILES, default_workers, pixels, profile_settings, scaled_bilateral
+from wsss.refine import crf_label, dense_crf_batch
+
+PACKAGE = Path(__file__).resolve().parent.parent / "wsss"
+
+
+def test_every_notebook_has_every_profile_and_overrides_are_checked():
+    for notebook in ("basics", "asdt"):
+        for profile in PROFILES:
+            assert profile_settings(notebook, profile)["image_px"] > 0
+    quick = profile_settings("asdt", "quick", steps=None, warmup=10)
+    assert quick["steps"] == 300 and quick["warmup"] == 10
+    assert profile_settings("asdt", "quick")["warmup"] == 150          # a fresh copy each time
+    with pytest.raises(ValueError, match=r"asdt settings have no \['stepz'\]"):
+        profile_settings("asdt", "quick", stepz=3)
+    with pytest.raises(ValueError, match="no settings for notebook 'nope'"):
+        profile_settings("nope", "quick")
+    assert BENCHMARK["smoke"] == "tiny" and default_workers("cpu", "smoke") == 1 and default_workers("cuda", "quick") == 1
+
+
+def test_kernel_widths_scale_from_500_px_photos():
+    assert pixels(80, 64) == 10.2 and pixels(83, 64) == 10.6 and pixels(100, 64) == 12.8
+    assert pixels(80, 500) == 80 and pixels(3, 48) == 1.0               # never below one pixel
+    assert scaled_bilateral((80, 13, 10), 64) == (10.2, 13, 10)
+
+
+def test_wsss_profile_overrides_the_profile_parameter_and_says_so(monkeypatch, capsys):
+    params = dict(dataset="synthetic", data_root=None, profile="quick", device="auto", seed=0, out_dir=None, T=150)
+    monkeypatch.setenv("WSSS_PROFILE", "smoke")
+    checked = check_parameters(params, {"T": number(1, 10_000, integer=True)})
+    assert checked["profile"] == "smoke" and params["profile"] == "smoke"
+    assert "WSSS_PROFILE=smoke overrides the parameter profile='quick'" in capsys.readouterr().out
+    monkeypatch.setenv("WSSS_PROFILE", "turbo")
+    with pytest.raises(ValueError, match="WSSS_PROFILE='turbo' must be one of"):
+        check_parameters(dict(params, profile="quick"), {"T": number(1, 10_000, integer=True)})
+
+
+def test_crf_label_is_the_argmax_of_the_dense_crf_for_either_layout():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, 20, 24), dtype=torch.uint8, generator=g)
+    probs = torch.rand(2, 3, 20, 24, generator=g)
+    expected = dense_crf_batch(images.permute(0, 2, 3, 1), probs / probs.sum(1, keepdim=True),
+                               backend="pydensecrf", bilateral=(5, 13, 10)).argmax(1)
+    for layout in (images, images.permute(0, 2, 3, 1)):
+        got = crf_label(layout, probs * 7, backend="pydensecrf", bilateral=(5, 13, 10))   # renormalised inside
+        assert got.dtype == torch.int64 and torch.equal(got, expected)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\) or \(B, H, W, 3\)"):
+        channels_last(torch.zeros(2, 4, 5, 6, dtype=torch.uint8))
+    assert upsample(torch.zeros(1, 2, 4, 4), (8, 6)).shape == (1, 2, 8, 6)
+
+
+def test_the_two_background_runs_keep_only_what_both_are_sure_of():
+    # pixel 0: both runs say class 1 -> 1; pixel 1: both say background -> 0;
+    # pixel 2: strong background says bg, weak says class 2 -> 255 (the band between)
+    q_low = torch.tensor([[[0.1, 0.8, 0.6]], [[0.8, 0.1, 0.1]], [[0.1, 0.1, 0.3]]])[None]       # (1, 3, 1, 3)
+    q_high = torch.tensor([[[0.0, 0.7, 0.2]], [[0.9, 0.2, 0.1]], [[0.1, 0.1, 0.7]]])[None]
+    assert combine_labels(q_low, q_high).tolist() == [[[1, 0, IGNORE]]]
+    assert combine_labels(q_low, q_high, torch.tensor([[[True, False, False]]])).tolist() == [[[IGNORE, 0, IGNORE]]]
+    # on an image: a CAM peak inside an object is foreground, far background is background
+    image = torch.full((1, 3, 32, 32), 40, dtype=torch.uint8)
+    image[:, :, 8:24, 8:24] = 220
+    cam = torch.zeros(1, 1, 32, 32)
+    cam[:, :, 10:22, 10:22] = 1.0
+    label = confident_labels(image, cam, bilateral=(5, 13, 10), backend="pydensecrf")
+    assert label[0, 16, 16] == 1 and label[0, 1, 1] == 0
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = "wsss." + ".".join(path.relative_to(PACKAGE).parent.parts) if node.level else ""
+            for _ in range(max(node.level - 1, 0)):
+                base = base.rsplit(".", 1)[0]
+            names.add(f"{base}.{node.module}".strip(".") if node.level else (node.module or ""))
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_common_code_imports_no_method():
+    common = [*(PACKAGE / "data").rglob("*.py"), *(PACKAGE / "models").rglob("*.py"), *(PACKAGE / "refine").rglob("*.py"),
+              *(PACKAGE / n for n in ("cam.py", "losses.py", "train.py", "evaluate.py", "ops.py", "profiles.py",
+                                      "records.py"))]
+    offenders = {str(p.relative_to(PACKAGE)): sorted(i for i in _imports(p) if i.startswith("wsss.methods"))
+                 for p in common}
+    assert not {k: v for k, v in offenders.items() if v}
+    # and a method module imports no other paper's module (its baseline aside)
+    allowed = {"asdt": {"wsss.methods.rrm"}}
+    for path in (PACKAGE / "methods").glob("*.py"):
+        methods = {i for i in _imports(path) if i.startswith("wsss.methods.")}
+        assert methods <= allowed.get(path.stem, set()), (path.name, methods)

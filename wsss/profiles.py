@@ -1,0 +1,86 @@
+"""The settings of every notebook at every profile, in one place (DESIGN.md "Profiles").
+
+| profile | where | what for |
+|---|---|---|
+| ``smoke`` | the test suite (nbval) | every cell runs, every figure is drawn, in <= 60 s; numbers mean nothing |
+| ``quick`` | a 2-core CPU, <= 10 min | the committed run: a miniature of the paper's experiment |
+| ``full`` | one GPU, <= 30 min | the same experiment, bigger images and schedules |
+| ``paper`` | the paper's data and GPUs | the paper's backbone, data and schedule |
+
+A notebook asks :func:`profile_settings` for its dict and overrides single entries from its parameters.
+Kernel widths that the papers give in pixels of ~500 px photos (CRF ``sxy``, a loss's ``sigma_xy``)
+are scaled to the image size of the profile with :func:`pixels`.
+"""
+from __future__ import annotations
+
+import os
+
+PHOTO_PX = 500          # the papers' kernel widths are in pixels of VOC photos, about 500 x 375
+PROFILES = ("smoke", "quick", "full", "paper")
+# the synthetic benchmark's size at each notebook profile (None: the paper's real data)
+BENCHMARK = {"smoke": "tiny", "quick": "quick", "full": "full", "paper": None}
+
+_SETTINGS = {
+    "basics": {
+        "smoke": dict(backbone="resnet-tiny", crop=48, image_px=48, batch=8, cls_steps=12, seg_steps=12, lr=1e-3,
+                      optimizer="adamw", head_channels=16, pretrained=None),
+        "quick": dict(backbone="resnet-tiny", crop=64, image_px=64, batch=16, cls_steps=1000, seg_steps=2400, lr=1e-3,
+                      optimizer="adamw", head_channels=64, pretrained=None),
+        "full": dict(backbone="resnet18", crop=160, image_px=160, batch=16, cls_steps=6000, seg_steps=6000, lr=1e-3,
+                     optimizer="adamw", head_channels=128, pretrained=None),
+        "paper": dict(backbone="resnet101", crop=321, image_px=500, batch=16, cls_steps=20000, seg_steps=30000, lr=1e-2,
+                      optimizer="sgd", head_channels=256, pretrained="imagenet"),
+    },
+    "asdt": {
+        "smoke": dict(backbone="resnet-tiny", pretrained=None, crop=48, image_px=48, batch=4, steps=8, warmup=4,
+                      cls_steps=8, cls_batch=8, optimizer="adamw", lr=5e-4, head_channels=16, cam_scales=(1.0,),
+                      fig6_T=(50, 150, 250), fig6_tau=(1, 5, 9), retrain_steps=4),
+        "quick": dict(backbone="resnet-tiny", pretrained=None, crop=64, image_px=64, batch=4, steps=300, warmup=150,
+                      cls_steps=800, cls_batch=16, optimizer="adamw", lr=5e-4, head_channels=64, cam_scales=(1.0,),
+                      fig6_T=(50, 150, 250), fig6_tau=(1, 5, 9), retrain_steps=0),
+        "full": dict(backbone="resnet18", pretrained=None, crop=160, image_px=160, batch=8, steps=3000, warmup=600,
+                     cls_steps=4000, cls_batch=16, optimizer="adamw", lr=5e-4, head_channels=128,
+                     cam_scales=(1.0, 0.5, 1.5, 2.0), fig6_T=(50, 100, 150, 200, 250), fig6_tau=(1, 3, 5, 7, 9),
+                     retrain_steps=6000),
+        "paper": dict(backbone="resnet101", pretrained="imagenet", crop=321, image_px=500, batch=4, steps=21000,
+                      warmup=1000, cls_steps=0, cls_batch=4, optimizer="sgd", lr=7e-4, head_channels=512,
+                      cam_scales=(1.0, 0.5, 1.5, 2.0), fig6_T=(50, 100, 150, 200, 250), fig6_tau=(1, 3, 5, 7, 9),
+                      retrain_steps=30000),
+    },
+}
+
+
+def profile_settings(notebook: str, profile: str, **overrides) -> dict:
+    """A fresh copy of ``notebook``'s settings at ``profile``, with ``overrides`` applied (an override
+    of None keeps the profile's value; a name the settings do not have is an error)."""
+    if notebook not in _SETTINGS:
+        raise ValueError(f"no settings for notebook {notebook!r}; there are {sorted(_SETTINGS)}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not known; choose one of {PROFILES}")
+    settings = dict(_SETTINGS[notebook][profile])
+    unknown = sorted(set(overrides) - set(settings))
+    if unknown:
+        raise ValueError(f"{notebook} settings have no {unknown}; they are {sorted(settings)}")
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return settings
+
+
+def pixels(width: float, image_px: float) -> float:
+    """A kernel width given in pixels of a ~500 px photo, at an image of ``image_px`` pixels (rounded
+    to 0.1, at least 1): e.g. the CRF's bilateral sxy 80 -> 10.2 at 64 px."""
+    return max(1.0, round(width * image_px / PHOTO_PX, 1))
+
+
+def scaled_bilateral(bilateral: tuple[float, float, float], image_px: float) -> tuple[float, float, float]:
+    """A dense CRF's bilateral kernel (sxy, srgb, compat) with sxy scaled by :func:`pixels` (the colour
+    width and the weight stay)."""
+    sxy, srgb, compat = bilateral
+    return (pixels(sxy, image_px), srgb, compat)
+
+
+def default_workers(device_type: str, profile: str) -> int:
+    """Runs trained at once by :func:`wsss.experiments.run_grid`: one on a GPU (it is busy already) and
+    at smoke (spawning costs more than it saves), else up to two CPU processes of one thread each."""
+    if device_type == "cuda" or profile == "smoke":
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
