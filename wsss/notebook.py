@@ -132,7 +132,9 @@ def open_data(dataset: str, data_root, profile: str, seed: int, *, train_transfo
     try:
         train = build_dataset(dataset, root, train_split, transform=train_transform, with_clicks=with_clicks)
     except DatasetError:
-        if not (dataset == "voc" and (root / "ImageSets" / "Segmentation" / "train.txt").is_file()):
+        splits = root / "ImageSets" / "Segmentation"
+        # only a missing train_aug (and no SBD to build it) falls back; a broken train_aug.txt is the user's to fix
+        if not (dataset == "voc" and not (splits / "train_aug.txt").exists() and (splits / "train.txt").is_file()):
             raise
         print(f"{root}: no train_aug split and no SBD to build it from; training on the 'train' split")
         train = build_dataset(dataset, root, "train", transform=train_transform, with_clicks=with_clicks)

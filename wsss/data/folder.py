@@ -124,7 +124,7 @@ def load_mask(path: Path, num_classes: int, *, classes_from: str = "classes.txt"
             mask = np.asarray(img, dtype=np.int64).copy()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DatasetError(f"{path}: cannot read mask ({err})") from err
-    bad = np.unique(mask[(mask >= num_classes) & (mask != IGNORE)])
+    bad = np.unique(mask[(mask < 0) | ((mask >= num_classes) & (mask != IGNORE))])
     if bad.size:
         raise DatasetError(
             f"{path}: mask holds class ids {bad.tolist()} outside {classes_from} (0..{num_classes - 1}, "
@@ -378,7 +378,8 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
                                        f"{pts[outside][0].tolist()}, outside its {image.shape[0]}x{image.shape[1]} "
                                        f"image {self.image_paths[index]} (clicks are [y, x, class_id])")
             else:
-                pts = sample_clicks(mask, stable_seed(name, self.click_seed), instances=self._instances(name, mask.shape))
+                pts = sample_clicks(mask, stable_seed(name, self.click_seed),
+                                    instances=self._instances(name, mask.shape))
             sample["clicks"] = torch.from_numpy(pts)
         if self.transform is not None:
             sample = self.transform(sample)
@@ -387,10 +388,11 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
     def _check_tags_agree(self, name: str, tags: np.ndarray, mask: np.ndarray, mask_path: Path) -> None:
         """image_labels.txt must tag every class of the mask, and tag no class the mask lacks (unless the
         mask has ignore pixels, under which a tagged object may lie, as VOC marks difficult objects)."""
-        in_mask = labels_from_mask(mask, self.num_classes)
+        counts = np.bincount(mask.ravel(), minlength=IGNORE + 1)   # ids are checked to be < C or 255
+        in_mask = (counts[1:self.num_classes] > 0).astype(np.float32)
         untagged = np.flatnonzero((in_mask > 0) & (tags == 0)) + 1
         absent = np.flatnonzero((tags > 0) & (in_mask == 0)) + 1
-        if untagged.size or (absent.size and not (mask == IGNORE).any()):
+        if untagged.size or (absent.size and not counts[IGNORE]):
             problem = (f"the mask holds classes {untagged.tolist()} it does not tag" if untagged.size
                        else f"it tags classes {absent.tolist()} the mask does not hold")
             raise DatasetError(f"{self.tags_path}: the labels of {name!r} contradict its mask "

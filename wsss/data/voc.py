@@ -177,6 +177,7 @@ def build_voc(root: str | Path, split: str, *, transform: Callable | None = None
     root: the VOC2012 folder, or a VOCdevkit folder holding it (or the folder above VOCdevkit).
     split: a file of ImageSets/Segmentation ("train", "val", ...) or "train_aug", built from SBD on
         first use (see the module docstring); SBD is looked for at ``sbd_root``, else beside ``root``.
+        An existing train_aug.txt is used as it is, never rebuilt.
     Classes come from classes.txt where the folder has one, else the 21 VOC classes. Other keyword
     arguments go to :class:`~wsss.data.folder.VOCLayoutDataset`; its clicks use SegmentationObject/
     for instances where VOC has it, and connected components for SBD-only images. A split whose masks
