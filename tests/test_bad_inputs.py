@@ -181,6 +181,104 @@ def build_train_aug_over_own_split(tmp_path):
     build_train_aug(root, tmp_path / "SBD", progress=False)
 
 
+# ---- CRF, notebook parameters, training config: bad arguments, no files needed ---------------------
+
+def crf_pair(h=8, w=10, n_labels=3, seed=0):
+    """A small uint8 image (h, w, 3) with sound probs (C, h, w): under 256x256 px, "auto" picks pydensecrf on the CPU."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image[0, 0] = 255
+    probs = rng.random((n_labels, h, w)).astype(np.float32) + 0.1
+    return image, probs / probs.sum(0, keepdims=True)
+
+
+def call_dense_crf(**kw):
+    def build(tmp_path):
+        from wsss.refine import dense_crf
+        dense_crf(*crf_pair(), **kw)
+    return build
+
+
+def call_dense_crf_batch(**kw):
+    def build(tmp_path):
+        from wsss.refine import dense_crf_batch
+        image, probs = crf_pair()
+        dense_crf_batch(np.stack([image, image]), np.stack([probs, probs]), **kw)
+    return build
+
+
+def call_crf_label(**kw):
+    def build(tmp_path):
+        import torch
+        from wsss.refine import crf_label
+        image, probs = crf_pair()
+        crf_label(torch.from_numpy(image).permute(2, 0, 1)[None], torch.from_numpy(probs)[None], **kw)
+    return build
+
+
+def call_crf_inference_torch(**kw):
+    def build(tmp_path):
+        import torch
+        from wsss.refine.crf import crf_inference_torch
+        image, probs = crf_pair()
+        crf_inference_torch(torch.from_numpy(image)[None], torch.from_numpy(probs)[None], **kw)
+    return build
+
+
+def dense_crf_without_gpu(**kw):
+    """dense_crf as on a machine without CUDA (torch.cuda.is_available patched), whatever this one has."""
+    def build(tmp_path):
+        from unittest import mock
+        import torch
+        from wsss.refine import dense_crf
+        with mock.patch.object(torch.cuda, "is_available", return_value=False):
+            dense_crf(*crf_pair(), **kw)
+    return build
+
+
+def dense_crf_batch_float_images(tmp_path):
+    from wsss.refine import dense_crf_batch
+    image, probs = crf_pair()
+    dense_crf_batch(image[None].astype(np.float32), probs[None])
+
+
+def dense_crf_on(image=None, probs=None):
+    def build(tmp_path):
+        from wsss.refine import dense_crf
+        sound_image, sound_probs = crf_pair()
+        dense_crf(sound_image if image is None else image(sound_image),
+                  sound_probs if probs is None else probs(sound_probs))
+    return build
+
+
+def call_dense_crf_loss(images=None, probs=None, **kw):
+    """dense_crf_loss on a batch of 2 (images (B, H, W, 3) uint8, softmax probs), one of them spoilt."""
+    def build(tmp_path):
+        import torch
+        from wsss.refine import dense_crf_loss
+        pairs = [crf_pair(seed=i) for i in range(2)]
+        sound_images = torch.from_numpy(np.stack([im for im, _ in pairs]))
+        logits = torch.from_numpy(np.stack([p for _, p in pairs])).log() * 3
+        dense_crf_loss(sound_images if images is None else images(sound_images),
+                       torch.softmax(logits, 1) if probs is None else probs(logits), **kw)
+    return build
+
+
+def notebook_parameters(**changes):
+    def build(tmp_path):
+        from wsss.notebook import check_parameters
+        check_parameters({**dict(dataset="synthetic", data_root=None, profile="quick", device="auto", seed=0,
+                                 out_dir=None), **changes}, {})
+    return build
+
+
+def train_config(**kw):
+    def build(tmp_path):
+        from wsss.train import TrainConfig
+        TrainConfig(**kw)
+    return build
+
+
 BAD_INPUTS = [
     # -- the synthetic benchmark never replaces a folder it did not write ----------------------------
     ("synthetic-write-over-user-folder", lambda t: write_benchmark(user_folder(t), "tiny", progress=False),
@@ -285,6 +383,86 @@ BAD_INPUTS = [
     ("clicks-negative", clicks_file({"b": [[-1, 1, 1]]}),
      DatasetError, r"clicks\.json: click 0 of 'b' is \[-1, 1, 1\]: negative"),
     ("clicks-not-json", clicks_file("{'a': []}"), DatasetError, r"clicks\.json: not valid JSON"),
+    # -- dense CRF: kernel widths > 0 (a zero width segfaulted pydensecrf), compat finite, tuple lengths ---
+    ("crf-bilateral-sxy-zero", call_dense_crf(bilateral=(0, 13, 10)),
+     ValueError, r"bilateral=\(0, 13, 10\): sxy must be a finite number > 0"),
+    ("crf-bilateral-srgb-zero", call_dense_crf(bilateral=(80, 0, 10)),
+     ValueError, r"bilateral=\(80, 0, 10\): srgb must be a finite number > 0"),
+    ("crf-bilateral-srgb-zero-torch", call_dense_crf(bilateral=(80, 0, 10), backend="torch"),
+     ValueError, r"bilateral=\(80, 0, 10\): srgb must be a finite number > 0"),
+    ("crf-gaussian-sxy-negative", call_dense_crf(gaussian=(-3, 3), backend="pydensecrf"),
+     ValueError, r"gaussian=\(-3, 3\): sxy must be a finite number > 0"),
+    ("crf-gaussian-sxy-nan", call_dense_crf(gaussian=(float("nan"), 3)),
+     ValueError, r"gaussian=\(nan, 3\): sxy must be a finite number > 0"),
+    ("crf-bilateral-compat-inf", call_dense_crf(bilateral=(80, 13, float("inf"))),
+     ValueError, r"bilateral=\(80, 13, inf\): compat must be a finite number"),
+    ("crf-bilateral-srgb-string", call_dense_crf(bilateral=(80, "13", 10)),
+     TypeError, r"bilateral=\(80, '13', 10\): srgb must be a number"),
+    ("crf-gaussian-one-value", call_dense_crf(gaussian=(3,)),
+     ValueError, r"gaussian must be a tuple \(sxy, compat\) of 2 numbers or None, got \(3,\)"),
+    ("crf-bilateral-two-values", call_dense_crf(bilateral=(80, 13)),
+     ValueError, r"bilateral must be a tuple \(sxy, srgb, compat\) of 3 numbers or None, got \(80, 13\)"),
+    ("crf-gaussian-a-number", call_dense_crf(gaussian=3),
+     TypeError, r"gaussian must be a tuple \(sxy, compat\) or None, got 3"),
+    ("crf-n_iter-float", call_dense_crf(n_iter=2.5), TypeError, r"n_iter must be a non-negative int, got 2\.5"),
+    ("crf-n_iter-bool", call_dense_crf(n_iter=True), TypeError, r"n_iter must be a non-negative int, got True"),
+    ("crf-n_iter-negative", call_dense_crf(n_iter=-1), ValueError, r"n_iter must be >= 0, got -1"),
+    ("crf-batch-bilateral-sxy-zero", call_dense_crf_batch(bilateral=(0, 13, 10)),
+     ValueError, r"bilateral=\(0, 13, 10\): sxy must be a finite number > 0"),
+    ("crf-batch-n_iter-float", call_dense_crf_batch(n_iter=2.5), TypeError, r"n_iter must be a non-negative int"),
+    ("crf_label-bilateral-srgb-zero", call_crf_label(bilateral=(80, 0, 10)),
+     ValueError, r"bilateral=\(80, 0, 10\): srgb must be a finite number > 0"),
+    ("crf_label-gaussian-one-value", call_crf_label(gaussian=(3,)),
+     ValueError, r"gaussian must be a tuple \(sxy, compat\)"),
+    ("crf_inference_torch-bilateral-sxy-zero", call_crf_inference_torch(bilateral=(0, 13, 10)),
+     ValueError, r"bilateral=\(0, 13, 10\): sxy must be a finite number > 0"),
+    ("crf_inference_torch-n_iter-float", call_crf_inference_torch(n_iter=2.5),
+     TypeError, r"n_iter must be a non-negative int"),
+    # -- dense CRF: device and backend --------------------------------------------------------------
+    ("crf-device-cuda-without-gpu", dense_crf_without_gpu(device="cuda"),
+     ValueError, r"device='cuda': CUDA is not available here"),
+    ("crf-torch-backend-cuda-without-gpu", dense_crf_without_gpu(device="cuda:0", backend="torch"),
+     ValueError, r"device='cuda:0': CUDA is not available here"),
+    ("crf-pydensecrf-on-cuda", call_dense_crf(backend="pydensecrf", device="cuda"),
+     ValueError, r"device='cuda' contradicts backend='pydensecrf', which runs on the CPU only"),
+    ("crf-device-unknown", call_dense_crf(device="gpu"), ValueError, r"device='gpu' is not a device"),
+    ("crf-backend-unknown", call_dense_crf(backend="gpu"), ValueError, r"backend='gpu' is not known"),
+    # -- dense CRF: the image and the probabilities ---------------------------------------------------
+    ("crf-probs-nan", dense_crf_on(probs=lambda p: np.where(np.arange(p.shape[2]) == 3, np.nan, p)),
+     ValueError, r"probs must be finite, .*it holds NaN or inf"),
+    ("crf-probs-logits", dense_crf_on(probs=lambda p: np.log(p)),
+     ValueError, r"probs must be non-negative and sum to 1 .*\(apply softmax first\)"),
+    ("crf-image-float", dense_crf_on(image=lambda im: im.astype(np.float32) / 255),
+     TypeError, r"image must be uint8 \(H, W, 3\), got dtype torch\.float32"),
+    ("crf-image-channels-first", dense_crf_on(image=lambda im: np.ascontiguousarray(im.transpose(2, 0, 1))),
+     ValueError, r"image must have shape \(H, W, 3\), got \(3, 8, 10\)"),
+    ("crf-batch-images-float", dense_crf_batch_float_images,
+     TypeError, r"images must be uint8 \(B, H, W, 3\), got dtype torch\.float32"),
+    # -- dense-CRF loss ------------------------------------------------------------------------------
+    ("crf-loss-logits", call_dense_crf_loss(probs=lambda logits: logits),
+     ValueError, r"probs must be probabilities \(in \[0, 1\], summing to 1 .*apply softmax first"),
+    ("crf-loss-sigmoid-not-softmax", call_dense_crf_loss(probs=lambda logits: logits.sigmoid()),
+     ValueError, r"probs must be probabilities .*sums off by up to .*apply softmax first"),
+    ("crf-loss-image-0-1", call_dense_crf_loss(images=lambda im: im.float() / 255),
+     ValueError, r"images must hold 0-255 values \(uint8 or float\), got max 1\.0: pass the uint8 image"),
+    ("crf-loss-image-mean-std", call_dense_crf_loss(images=lambda im: (im.float() / 255 - 0.45) / 0.225),
+     ValueError, r"images must hold 0-255 values \(uint8 or float\), got min -2\.0"),
+    ("crf-loss-image-nan", call_dense_crf_loss(images=lambda im: im.float().fill_(float("nan"))),
+     ValueError, r"images must hold 0-255 values .*got NaN"),
+    ("crf-loss-sigma_xy-zero", call_dense_crf_loss(sigma_xy=0), ValueError, r"sigma_xy must be a finite number > 0, got 0"),
+    ("crf-loss-sigma_rgb-negative", call_dense_crf_loss(sigma_rgb=-15),
+     ValueError, r"sigma_rgb must be a finite number > 0, got -15"),
+    ("crf-loss-scale-above-1", call_dense_crf_loss(scale=2), ValueError, r"scale must lie in \(0, 1\]"),
+    ("crf-loss-scale-zero", call_dense_crf_loss(scale=0), ValueError, r"scale must be a finite number > 0, got 0"),
+    ("crf-loss-weight-not-tensor", call_dense_crf_loss(weight=np.ones((2, 8, 10))),
+     TypeError, r"weight must be a tensor \(B, H, W\) or None, got ndarray"),
+    # -- notebook parameters and the training configuration -------------------------------------------
+    ("notebook-device-gpu", notebook_parameters(device="gpu"),
+     ValueError, r"parameter device='gpu' must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("notebook-seed-2**62", notebook_parameters(seed=2 ** 62),
+     ValueError, r"parameter seed=4611686018427387904 must lie in \[0, 2147483647\]"),
+    ("trainconfig-lr-string", train_config(lr="0.01"), ValueError, r"TrainConfig: lr must be a finite number, got '0\.01'"),
+    ("trainconfig-steps-float", train_config(steps=2.5), ValueError, r"TrainConfig: steps must be an int, got 2\.5"),
 ]
 
 

@@ -80,15 +80,73 @@ def test_papermill_rejects_a_misspelt_parameter(tmp_path):
     assert "unknown parameter 'cam_bg_treshold' (did you mean 'cam_bg_threshold'?)" in proc.stderr + proc.stdout
 
 
-def test_tidy_removes_papermill_metadata(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+def test_tidy_removes_papermill_metadata_widgets_and_old_progress_frames(tmp_path):
+    cell = nbformat.v4.new_code_cell("1")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="train:  10%|#  | 1/10\rtrain: 100%|##| 10/10\ndone\n"),
+                    nbformat.v4.new_output("display_data", data={"text/plain": "bar",
+                                                                 "application/vnd.jupyter.widget-view+json": {"model_id": "x"}})]
+    nb = nbformat.v4.new_notebook(cells=[cell])
     nb.cells[0].metadata["papermill"] = {"duration": 1.0}
     nb.metadata["papermill"] = {"parameters": {}}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
     path = tmp_path / "n.ipynb"
     nbformat.write(nb, path)
     tidy(path)
     again = nbformat.read(path, as_version=4)
     assert "papermill" not in again.metadata and "papermill" not in again.cells[0].metadata
+    assert "widgets" not in again.metadata
+    assert again.cells[0].outputs[0]["text"] == "train: 100%|##| 10/10\ndone\n"
+    assert again.cells[0].outputs[1]["data"] == {"text/plain": "bar"}
+
+
+def test_runs_go_to_an_ignored_run_folder_and_the_introduction_runs_first(monkeypatch, tmp_path):
+    from wsss.notebook import run_folder
+    from wsss.run_notebooks import ORDER, ordered
+
+    monkeypatch.delenv("WSSS_OUT_DIR", raising=False)
+    results, figures = output_dirs(None, "asdt", "quick")
+    assert results == run_folder("asdt", "quick") / "results" == ROOT / "runs" / "asdt-quick" / "results"
+    assert "/runs/" in (ROOT / ".gitignore").read_text().split()
+    with pytest.raises(ValueError, match="needs out_dir"):
+        output_dirs(None)
+    names = [p.stem for p in ordered([Path(f"{n}.ipynb") for n in ("zzz", "rml", "asdt", "basics", "aaa")])]
+    assert names == ["basics", "asdt", "rml", "aaa", "zzz"] and ORDER[0] == "basics"
+
+
+def test_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from wsss import notebook
+
+    path = write_results(tmp_path, "basics", "quick", {"cam_miou": 0.5})
+    before = path.read_text()
+
+    real_write = Path.write_text
+
+    def full_disk(self, text):                  # writes half of it, then the disk is full
+        real_write(self, text[: len(text) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(notebook.Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_results(tmp_path, "basics", "quick", {"cam_miou": 0.9})
+    monkeypatch.undo()
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_compare_prints_what_changed_with_the_seeds_spread(tmp_path, capsys):
+    from wsss.compare import differences, main
+
+    old = {"table5": [{"row": "full", "miou": 0.50, "miou_std": 0.02, "paper": 0.64}], "wall_time_s": 200,
+           "cam_miou": 0.4, "meta": {"written": "x"}}
+    new = {"table5": [{"row": "full", "miou": 0.53, "miou_std": 0.02, "paper": 0.64}], "wall_time_s": 150,
+           "cam_miou": 0.4, "extra": 1.0, "meta": {"written": "y"}}
+    rows = differences(new, old)
+    assert [r["what"] for r in rows] == ["table5[0].miou", "extra"]
+    assert rows[0]["change"] == pytest.approx(0.03) and rows[0]["seeds' std"] == 0.02
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    main([str(tmp_path / "new.json"), str(tmp_path / "old.json")])
+    out = capsys.readouterr().out
+    assert "2 numbers differ" in out and "table5[0].miou" in out and "wall_time" not in out
 
 
 def test_basics_runs_on_any_voc_layout_folder(tmp_path, tiny_benchmark):

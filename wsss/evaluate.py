@@ -111,7 +111,7 @@ def evaluate(predict, dataset, *, batch_size: int = 16, device: str | torch.devi
     work such as multi-scale CAM is done once per batch). Returns a :class:`ConfusionMatrix`, or a dict
     of them with the same keys.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from .data.folder import collate
 

@@ -142,29 +142,54 @@ def open_data(dataset: str, data_root, profile: str, seed: int, *, train_transfo
     return root, train, val
 
 
-def output_dirs(out_dir) -> tuple[Path, Path]:
-    """(results dir, figures dir): out_dir/results and out_dir/figures.
+def run_folder(notebook: str, profile: str) -> Path:
+    """Where a run of ``notebook`` at ``profile`` writes by default: runs/<notebook>-<profile>/ in the
+    repository (git ignores runs/), holding results/, figures/ and, from :mod:`wsss.run_notebooks`,
+    the executed notebook."""
+    return repo_root() / "runs" / f"{notebook}-{profile}"
 
-    Without out_dir: $WSSS_OUT_DIR when set (the test suite sets it, so that running the notebooks under
-    nbval leaves the committed results alone), else the repository's own folders.
+
+def output_dirs(out_dir, notebook: str | None = None, profile: str | None = None) -> tuple[Path, Path]:
+    """(results dir, figures dir): out_dir/results and out_dir/figures, created.
+
+    Without out_dir: $WSSS_OUT_DIR when set (the test suite sets it), else :func:`run_folder` of
+    (notebook, profile), so a run never rewrites the committed results/ and figures/ unless it is
+    asked to (``out_dir`` = the repository, as ``python -m wsss.run_notebooks --publish`` does).
     """
     if out_dir is None:
         out_dir = os.environ.get("WSSS_OUT_DIR")
-    base = Path(out_dir) if out_dir is not None else repo_root()
+    if out_dir is None:
+        if notebook is None or profile is None:
+            raise ValueError("output_dirs needs out_dir, $WSSS_OUT_DIR, or the notebook and profile names")
+        out_dir = run_folder(notebook, profile)
+    base = Path(out_dir)
     results, figures = base / "results", base / "figures"
     results.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     return results, figures
 
 
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it, replaced only when complete (a
+    full disk or a crash leaves the old file, never a truncated one)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_results(results_dir: Path, notebook: str, profile: str, payload: dict) -> Path:
-    """Write results/<notebook>-<profile>.json with the numbers plus where and how they were made."""
+    """Write results/<notebook>-<profile>.json with the numbers plus where and how they were made
+    (atomically: a failed write leaves the previous file as it was)."""
     meta = {"notebook": notebook, "profile": profile, "torch": torch.__version__, "python": platform.python_version(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-            "written": time.strftime("%Y-%m-%d %H:%M:%S")}
-    path = results_dir / f"{notebook}-{profile}.json"
-    path.write_text(json.dumps({**payload, "meta": meta}, indent=1, default=float) + "\n")
-    return path
+            "cpu_threads": torch.get_num_threads(), "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+    text = json.dumps({**payload, "meta": meta}, indent=1, default=float) + "\n"
+    return write_atomic(Path(results_dir) / f"{notebook}-{profile}.json", text)
 
 
 class Stopwatch:

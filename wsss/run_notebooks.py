@@ -1,15 +1,24 @@
-"""Execute every notebook in notebooks/ headless with papermill, in place, and tidy their metadata.
+"""Execute the notebooks headless with papermill, introduction first, each into its own run folder.
 
-    python -m wsss.run_notebooks                      # all notebooks, quick profile
+    python -m wsss.run_notebooks                      # every notebook at quick -> runs/<name>-quick/
     python -m wsss.run_notebooks basics -p profile full -p device cuda
+    python -m wsss.run_notebooks --publish            # maintainers: refresh the committed copies
 
-The executed notebooks keep their outputs (so they read well without running); figures go to
-figures/ and numbers to results/. papermill's per-cell timing metadata is removed so diffs stay small.
+By default each executed notebook, its figures and its results go to the git-ignored folder
+runs/<name>-<profile>/, so a run leaves the repository's files as they were. ``--publish`` executes
+in place and writes figures/ and results/ of the repository: the one way to refresh what is
+committed. A notebook is replaced only when its run succeeded (a failed run leaves the old file and
+says where the failed copy is). While a notebook runs, each cell's start and its printed lines are
+logged with the elapsed time. papermill's per-cell metadata, widget state and the overwritten
+frames of text progress bars are removed, so diffs stay small and static viewers show the last frame.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import logging
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -17,16 +26,34 @@ from pathlib import Path
 import nbformat
 import papermill
 
-from .notebook import repo_root
+from .notebook import repo_root, run_folder
+
+# the introduction first (it also builds the benchmark), then the papers in the order they build on each other
+ORDER = ("basics", "asdt", "ssdd", "tscd", "seminar", "rml")
+_FRAME = re.compile(r"[^\n]*\r(?!\n)")       # text up to a carriage return that a later frame overwrites
+
+
+def ordered(paths: list[Path]) -> list[Path]:
+    """Notebooks in :data:`ORDER`, any others after them alphabetically."""
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(paths, key=lambda p: (rank.get(p.stem, len(ORDER)), p.stem))
 
 
 def tidy(path: Path) -> None:
-    """Drop papermill's per-cell metadata (timings, status) and execution stamps from a notebook."""
+    """Drop papermill's per-cell metadata (timings, status), execution stamps and widget state from a
+    notebook, and keep only the last frame of each text progress bar in stream outputs."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                out["text"] = _FRAME.sub("", out["text"])
+            data = out.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data:
+                data.pop("application/vnd.jupyter.widget-view+json")
     nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
 
 
@@ -37,30 +64,77 @@ def _value(text: str):
         return text
 
 
+class _Elapsed(logging.Formatter):
+    """papermill's log lines (cell starts, the cell's own output) prefixed with the notebook and the
+    time since it started."""
+
+    def __init__(self):
+        super().__init__()
+        self.name, self.start = "", time.perf_counter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        elapsed = time.perf_counter() - self.start
+        return f"[{self.name} {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] {record.getMessage().rstrip()}"
+
+
+def run(notebook: Path, out: Path, params: dict, *, cwd: Path, log: _Elapsed) -> Path:
+    """Execute ``notebook`` into ``out`` (through a temporary copy; ``out`` is replaced only on success)."""
+    tmp = out.with_name(f".{out.stem}.running.ipynb")
+    log.name, log.start = notebook.stem, time.perf_counter()
+    try:
+        papermill.execute_notebook(str(notebook), str(tmp), parameters=params, cwd=str(cwd), kernel_name="python3",
+                                   log_output=True, progress_bar=False)
+    except BaseException:
+        failed = out.with_name(f"{out.stem}.failed.ipynb")
+        if tmp.exists():
+            os.replace(tmp, failed)
+            print(f"  {notebook.name} FAILED; {out} is unchanged, the failed run is in {failed}", flush=True)
+        raise
+    tidy(tmp)
+    os.replace(tmp, out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the notebooks headless with papermill.")
-    parser.add_argument("names", nargs="*", help="notebook names (default: all), e.g. basics asdt")
+    parser.add_argument("names", nargs="*", help=f"notebook names (default: all, in the order {', '.join(ORDER)})")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override a parameter of every notebook run")
-    parser.add_argument("--output-dir", default=None, help="write executed copies here instead of in place")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--output-dir", default=None,
+                       help="write the executed notebooks, figures and results here (default: runs/<name>-<profile>/)")
+    where.add_argument("--publish", action="store_true",
+                       help="maintainers: execute in place and rewrite the committed notebooks, figures/ and results/")
     args = parser.parse_args(argv)
     folder = repo_root() / "notebooks"
-    notebooks = sorted(folder.glob("*.ipynb"))
+    notebooks = ordered(list(folder.glob("*.ipynb")))
     if args.names:
         known = {p.stem: p for p in notebooks}
         missing = [n for n in args.names if n not in known]
         if missing:
             parser.error(f"no notebook named {missing} in {folder}; there are {sorted(known)}")
-        notebooks = [known[n] for n in args.names]
+        notebooks = ordered([known[n] for n in args.names])
     params = {k: _value(v) for k, v in args.parameter}
+    if "out_dir" in params:
+        parser.error("give --output-dir or --publish instead of -p out_dir")
+    profile = params.get("profile", "quick")
+    log = _Elapsed()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(log)
+    logger = logging.getLogger("papermill")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     for nb in notebooks:
-        out = Path(args.output_dir) / nb.name if args.output_dir else nb
+        if args.publish:
+            target, out = repo_root(), nb
+        else:
+            target = Path(args.output_dir) if args.output_dir else run_folder(nb.stem, profile)
+            out = target / nb.name
         out.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        print(f"running {nb.name} with {params or 'its defaults'} ...", flush=True)
-        papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(folder), kernel_name="python3")
-        tidy(out)
-        print(f"  {nb.name}: done in {time.perf_counter() - start:.0f} s -> {out}", flush=True)
+        print(f"running {nb.name} with {params or 'its defaults'} -> {out}", flush=True)
+        run(nb, out, {**params, "out_dir": str(target)}, cwd=folder, log=log)
+        print(f"  {nb.name}: done in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
 

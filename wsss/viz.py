@@ -43,8 +43,14 @@ def heatmap(image, cam, alpha: float = 0.5) -> np.ndarray:
 
 
 def image_grid(rows: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str] = (), *, scale: float = 1.6,
-               path: str | Path | None = None, title: str | None = None):
-    """Show panels (each an (H, W, 3) array) in a grid, one list per row; save to ``path`` if given."""
+               path: str | Path | None = None, title: str | None = None,
+               class_names: Sequence[str] | None = None, legend_fontsize: float = 9):
+    """Show panels (each an (H, W, 3) array) in a grid, one list per row; save to ``path`` if given.
+
+    ``class_names``: when given, one legend of the class colours (``class_names[i]`` in colour ``i``, plus
+    "ignore (255)" in white) is drawn below the grid, in room added to the figure for it (so it never covers
+    a panel and is part of the saved file).
+    """
     import matplotlib.pyplot as plt
 
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
@@ -59,10 +65,42 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str] =
             axes[i][0].set_title(row_titles[i], loc="left", fontsize=9)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if class_names is not None:
+        _class_legend(fig, class_names, fontsize=legend_fontsize)
+    else:
+        fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     return fig
+
+
+def _class_legend(fig, class_names: Sequence[str], *, fontsize: float = 9):
+    """A legend of the class colours (and the ignore colour) in a strip added below the figure's panels."""
+    from matplotlib.patches import Patch
+
+    ignore_colour = colorize(np.array([[IGNORE]]))[0, 0] / 255
+    handles = [*legend_patches(class_names), Patch(facecolor=ignore_colour, edgecolor="0.35", label=f"ignore ({IGNORE})")]
+    width_px = fig.get_figwidth() * fig.dpi
+
+    def make(ncol):
+        return fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
+                          fontsize=max(fontsize, 8), frameon=False, handlelength=1.4, columnspacing=1.2,
+                          borderaxespad=0.3)
+
+    probe = make(1)   # one column: its width is about the widest entry's
+    entry = probe.get_window_extent().width
+    probe.remove()
+    ncol = int(max(1, min(len(handles), width_px * 0.98 // max(entry, 1.0))))
+    legend = make(ncol)
+    while ncol > 1 and legend.get_window_extent().width > width_px * 0.98:
+        legend.remove()
+        ncol -= 1
+        legend = make(ncol)
+    strip = legend.get_window_extent().height / fig.dpi + 0.1   # inches, with a small gap above the legend
+    w, h = fig.get_size_inches()
+    fig.set_size_inches(w, h + strip)
+    fig.tight_layout(rect=(0, strip / (h + strip), 1, 1))
+    return legend
 
 
 def draw_clicks(image, clicks, radius: int = 1) -> np.ndarray:
@@ -76,21 +114,24 @@ def draw_clicks(image, clicks, radius: int = 1) -> np.ndarray:
     return out
 
 
-def plot_curves(histories: dict[str, list[dict]], key: str = "loss", *, path: str | Path | None = None):
-    """Training curves: one line per named history (records from :func:`wsss.train.train`)."""
+def plot_curves(histories: dict[str, list[dict]], key: str = "loss", *, path: str | Path | None = None,
+                xlabel: str = "iteration", ylabel: str | None = None, title: str | None = None):
+    """Training curves: one line per named history (records from :func:`wsss.train.train`).
+
+    The x axis is each record's ``step``, labelled ``xlabel``; the y axis is ``key``, labelled ``ylabel``
+    (default: ``key``).
+    """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3))
     for name, hist in histories.items():
         ax.plot([r["step"] for r in hist], [r[key] for r in hist], label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel(key)
-    ax.legend()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(key if ylabel is None else ylabel)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    return fig
+    return _finish(fig, ax, title, path)
 
 
 def legend_patches(class_names: Sequence[str]):
@@ -102,25 +143,44 @@ def legend_patches(class_names: Sequence[str]):
 
 
 def plot_signal(signal: Sequence[float], *, levels: tuple[str, str] = ("low", "high"), xlabel: str = "iteration t",
-                title: str | None = None, path: str | Path | None = None):
-    """A two-level signal over iterations (e.g. ASDT's PWM selection Lambda_t) as a step plot."""
+                title: str | None = None, path: str | Path | None = None, ylabel: str = "level",
+                shade: tuple[float, float, str] | None = None):
+    """A two-level signal over iterations (e.g. ASDT's PWM selection Lambda_t) as a step plot.
+
+    ``shade=(start, end, label)`` greys the x span [start, end) (e.g. a warm-up) and names it in a legend.
+    """
     import matplotlib.pyplot as plt
 
     values = np.asarray(signal, dtype=float)
-    fig, ax = plt.subplots(figsize=(7, 1.8))
+    fig, ax = plt.subplots(figsize=(8, 2.2))
     ax.step(np.arange(len(values)), values, where="post", lw=1.2)
     ax.fill_between(np.arange(len(values)), values, step="post", alpha=0.25)
     ax.set_yticks([0, 1], levels)
     ax.set_ylim(-0.15, 1.25)
     ax.set_xlim(0, len(values))
     ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if shade is not None:
+        start, end, label = shade
+        ax.axvspan(start, end, facecolor="0.6", alpha=0.3, edgecolor="none", zorder=0, label=label)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False, borderaxespad=0)
     return _finish(fig, ax, title, path, fontsize=10)
+
+
+def _wrap(title: str, width_in: float, fontsize: float) -> str:
+    """Break a long plain-text title into lines about as wide as ``width_in`` inches (maths is left whole)."""
+    import textwrap
+
+    if "$" in title or "\n" in title:
+        return title
+    chars = max(20, int(width_in * 72 / (0.55 * fontsize)))
+    return textwrap.fill(title, chars) if len(title) > chars else title
 
 
 def _finish(fig, ax, title: str | None, path, *, fontsize: int = 11):
     """Title, tight layout, and a PNG at ``path`` when one is given; returns the figure."""
     if title:
-        ax.set_title(title, fontsize=fontsize)
+        ax.set_title(_wrap(title, fig.get_figwidth(), fontsize), fontsize=fontsize)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -128,47 +188,158 @@ def _finish(fig, ax, title: str | None, path, *, fontsize: int = 11):
 
 
 def block_diagram(boxes: dict[str, tuple[float, float, str]], arrows: Sequence[tuple[str, str, str]], *,
-                  size: tuple[float, float] = (9, 4), title: str | None = None, path: str | Path | None = None):
+                  size: tuple[float, float] = (11, 5.5), title: str | None = None, path: str | Path | None = None,
+                  fontsize: float = 11, label_fontsize: float = 10):
     """A method's architecture as labelled boxes and arrows.
 
     boxes: name -> (x, y, text) with x, y the box centre in [0, 1]; arrows: (from, to, label) by box
-    name, drawn from edge to edge. Meant for the notebooks' architecture figures.
+    name, drawn from box edge to box edge. Texts and labels may hold maths (``"$B^{ct}$"``, matplotlib
+    mathtext). Each label sits beside its arrow's midpoint (on a white background), moved along the arrow
+    or to its other side when it would cover a box, another label or another arrow. ``size``: figure
+    size in inches; ``fontsize``/``label_fontsize``: box text and arrow-label sizes in points.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import Bbox
 
+    for a, b, _ in arrows:
+        if a not in boxes or b not in boxes:
+            raise KeyError(f"arrow {a!r} -> {b!r} names a box that is not drawn; boxes: {list(boxes)}")
     fig, ax = plt.subplots(figsize=size)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
-    style = dict(boxstyle="round,pad=0.4", fc="#eef3fb", ec="#3b5b92")
-    for name, (x, y, text) in boxes.items():
-        ax.text(x, y, text, ha="center", va="center", fontsize=9, bbox=style)
+    style = dict(boxstyle="round,pad=0.4", fc="#eef3fb", ec="#3b5b92", lw=1.2)
+    texts = {name: ax.text(x, y, text, ha="center", va="center", fontsize=fontsize, bbox=style, zorder=2)
+             for name, (x, y, text) in boxes.items()}
+    if title:
+        ax.set_title(_wrap(title, size[0], 12), fontsize=12)
+    fig.tight_layout()
+    fig.draw_without_rendering()   # lays the boxes out, so their sizes on the page are known
+    box_px = {name: t.get_bbox_patch().get_window_extent() for name, t in texts.items()}
+    to_px = ax.transData.transform
+    pt = fig.dpi / 72   # pixels per point
+
+    # the visible part of each arrow, from the edge of its first box to the edge of its second, in pixels
+    segments = []
     for a, b, label in arrows:
-        if a not in boxes or b not in boxes:
-            raise KeyError(f"arrow {a!r} -> {b!r} names a box that is not drawn; boxes: {list(boxes)}")
-        (xa, ya, _), (xb, yb, _) = boxes[a], boxes[b]
-        ax.annotate("", xy=(xb, yb), xytext=(xa, ya),
-                    arrowprops=dict(arrowstyle="->", color="#444", shrinkA=28, shrinkB=28, lw=1.1))
-        if label:
-            ax.text((xa + xb) / 2, (ya + yb) / 2 + 0.03, label, ha="center", fontsize=8, color="#7a2e2e")
-    return _finish(fig, ax, title, path)
+        p, q = to_px(boxes[a][:2]), to_px(boxes[b][:2])
+        t0, t1 = _leave(box_px[a], p, q), 1 - _leave(box_px[b], q, p)
+        if t0 >= t1:   # overlapping boxes: fall back to the centres' midpoint
+            t0 = t1 = 0.5
+        segments.append((p + t0 * (q - p), p + t1 * (q - p)))
+    for a, b, _ in arrows:
+        ax.annotate("", xy=boxes[b][:2], xytext=boxes[a][:2], zorder=3,
+                    arrowprops=dict(arrowstyle="-|>", color="#444", lw=1.3, mutation_scale=14,
+                                    patchA=texts[a].get_bbox_patch(), patchB=texts[b].get_bbox_patch(),
+                                    shrinkA=2, shrinkB=2))
+
+    placed: list = []
+    obstacles = [bb.padded(2 * pt) for bb in box_px.values()]
+    pad = 0.3   # label background padding, in units of the font size
+    for k, ((a, b, label), (s0, s1)) in enumerate(zip(arrows, segments)):
+        if not label:
+            continue
+        txt = ax.text(0, 0, label, ha="center", va="center", fontsize=label_fontsize, color="#7a2e2e", zorder=4,
+                      bbox=dict(boxstyle=f"round,pad={pad}", fc="white", ec="#d9c7c7", lw=0.6, alpha=0.95))
+        ext = txt.get_window_extent()
+        half = np.array([ext.width, ext.height]) / 2 + pad * label_fontsize * pt
+        d = s1 - s0
+        norm = np.hypot(*d)
+        normal = np.array([-d[1], d[0]]) / norm if norm > 0 else np.array([0.0, 1.0])
+        if normal[1] < -1e-6 or (abs(normal[1]) <= 1e-6 and normal[0] < 0):
+            normal = -normal   # the first side tried is above (or right of) the arrow
+        gap = 3 * pt
+        others = [seg for j, seg in enumerate(segments) if j != k]
+        best = None
+        for frac in (0.5, 0.38, 0.62, 0.26, 0.74):
+            for side in (1, -1):
+                n = side * normal
+                centre = s0 + frac * d + n * (abs(n[0]) * half[0] + abs(n[1]) * half[1] + gap)
+                rect = Bbox.from_extents(*(centre - half), *(centre + half))
+                cost = (sum(_overlap(rect, o) for o in obstacles) * 100 + sum(_overlap(rect, o) for o in placed) * 10
+                        + sum(_crosses(rect, *seg) for seg in others) * 1e3)
+                if best is None or cost < best[0]:
+                    best = (cost, centre, rect)
+                if cost == 0:
+                    break
+            if best[0] == 0:
+                break
+        _, centre, rect = best
+        txt.set_position(ax.transData.inverted().transform(centre))
+        placed.append(rect)
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
 
 
-def plot_sweep(points: dict[str, Sequence[tuple[float, float]]], *, xlabel: str, ylabel: str = "val mIoU (%)",
-               ax=None, title: str | None = None):
-    """Lines of (x, y) points, one per name (ours, the paper's, ...), for a hyper-parameter sweep."""
+def _leave(box, p, q) -> float:
+    """The fraction of the way from ``p`` (inside ``box``) to ``q`` at which the segment leaves the box."""
+    t = 1.0
+    for i, (lo, hi) in enumerate(((box.x0, box.x1), (box.y0, box.y1))):
+        step = q[i] - p[i]
+        if step > 0:
+            t = min(t, (hi - p[i]) / step)
+        elif step < 0:
+            t = min(t, (lo - p[i]) / step)
+    return float(np.clip(t, 0.0, 1.0))
+
+
+def _overlap(r, s) -> float:
+    """Area (pixels^2) shared by two boxes."""
+    return max(0.0, min(r.x1, s.x1) - max(r.x0, s.x0)) * max(0.0, min(r.y1, s.y1) - max(r.y0, s.y0))
+
+
+def _crosses(rect, p, q) -> bool:
+    """Whether the segment p -> q passes through ``rect``."""
+    ts = np.linspace(0, 1, 64)[:, None]
+    pts = p + ts * (q - p)
+    return bool(np.any((pts[:, 0] > rect.x0) & (pts[:, 0] < rect.x1) & (pts[:, 1] > rect.y0) & (pts[:, 1] < rect.y1)))
+
+
+def plot_sweep(points: dict[str, Sequence[tuple[float, float | Sequence[float] | None]]], *, xlabel: str,
+               ylabel: str = "val mIoU (%)", ax=None, title: str | None = None):
+    """Lines of (x, y) points, one per name (ours, the paper's, ...), for a hyper-parameter sweep.
+
+    y is a number, None (the point is skipped) or a list of per-seed values: a series with per-seed
+    lists is drawn as its mean with error bars (one standard deviation over the seeds) and the seeds'
+    own values as small faint dots.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 3))
     for name, xy in points.items():
-        xy = [(x, y) for x, y in xy if y is not None]
-        if xy:
-            ax.plot(*zip(*xy), marker="o", label=name)
+        if not any(_is_seeds(y) for _, y in xy):
+            xy = [(x, y) for x, y in xy if y is not None]
+            if xy:
+                ax.plot(*zip(*xy), marker="o", label=name)
+            continue
+        xs, means, stds, seeds = [], [], [], []
+        for x, y in xy:
+            vals = [float(v) for v in (y if _is_seeds(y) else [y]) if v is not None]
+            if vals:
+                xs.append(x)
+                means.append(float(np.mean(vals)))
+                stds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+                seeds.append(vals)
+        if not xs:
+            continue
+        n = max(len(v) for v in seeds)
+        bars = ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, elinewidth=1,
+                           label=f"{name} (mean ± std, {n} seeds)" if n > 1 else name)
+        colour = bars.lines[0].get_color()
+        ax.scatter([x for x, v in zip(xs, seeds) for _ in v], [u for v in seeds for u in v], s=12, alpha=0.45,
+                   color=colour, edgecolors="none", zorder=3)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
     return ax
+
+
+def _is_seeds(y) -> bool:
+    """A list (tuple, array) of per-seed values rather than one number or None."""
+    return isinstance(y, (list, tuple)) or (isinstance(y, np.ndarray) or torch.is_tensor(y)) and y.ndim > 0

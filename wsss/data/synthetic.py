@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .folder import DatasetError, sample_clicks, stable_seed
 

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .folder import VOC_CLASSES, DatasetError, VOCLayoutDataset, read_split
 from .synthetic import palette

@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 def _call_in_worker(fn: Callable, config: dict, threads: int) -> Any:

@@ -31,6 +31,9 @@ loss L_str (Eq. 6-8), Seminar's L_CRF (Eq. 4) and TSCD's L_reg:
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,6 +54,78 @@ AUTO_TORCH_MIN_PIXELS = 256 * 256
 # ---------------------------------------------------------------------------------------------------
 # Input checks
 # ---------------------------------------------------------------------------------------------------
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_n_iter(n_iter) -> None:
+    """n_iter: a non-negative int (not a float such as 2.5, not a bool)."""
+    if isinstance(n_iter, (bool, np.bool_)) or not isinstance(n_iter, numbers.Integral):
+        raise TypeError(f"n_iter must be a non-negative int, got {n_iter!r}")
+    if n_iter < 0:
+        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
+
+
+def _check_kernels(gaussian, bilateral) -> None:
+    """gaussian (sxy, compat) and bilateral (sxy, srgb, compat), each a tuple (or list) or None.
+
+    The widths sxy and srgb must be finite numbers > 0: they divide the features, and a zero width
+    crashes pydensecrf (a segfault) and breaks the torch lattice. compat, the Potts weight, must be a
+    finite number; 0 switches the kernel off and a negative weight (an attractive-to-differ term that
+    pydensecrf accepts, as the torch backend does) is allowed.
+    """
+    for name, value, fields in (("gaussian", gaussian, ("sxy", "compat")),
+                                ("bilateral", bilateral, ("sxy", "srgb", "compat"))):
+        if value is None:
+            continue
+        form = f"({', '.join(fields)})"
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{name} must be a tuple {form} or None, got {value!r}")
+        if len(value) != len(fields):
+            raise ValueError(f"{name} must be a tuple {form} of {len(fields)} numbers or None, "
+                             f"got {tuple(value)!r}")
+        for field, v in zip(fields, value):
+            if not _is_real(v):
+                raise TypeError(f"{name}={tuple(value)!r}: {field} must be a number, got {v!r}")
+            if field == "compat":
+                if not math.isfinite(v):
+                    raise ValueError(f"{name}={tuple(value)!r}: compat must be a finite number, got {v!r}")
+            elif not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}={tuple(value)!r}: {field} must be a finite number > 0 "
+                                 f"(a kernel width), got {v!r}")
+
+
+def _check_device(backend: str, device) -> None:
+    """device: None, or a usable torch device; pydensecrf runs on the CPU only, so a GPU device with
+    backend="pydensecrf" is a contradiction (an error, not silently ignored)."""
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device={device!r} is not a device; use None, 'cpu', 'cuda' or 'cuda:N'") from None
+    if backend == "pydensecrf" and dev.type != "cpu":
+        raise ValueError(f"device={device!r} contradicts backend='pydensecrf', which runs on the CPU only; "
+                         f"use backend='torch' (or 'auto') to run on {dev.type}, or device=None or 'cpu'")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: CUDA is not available here; use device=None (CUDA only "
+                             f"when there is one) or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r}: MPS is not available here; use device=None or 'cpu'")
+
+
+def _check_options(n_iter, gaussian, bilateral, backend, device) -> None:
+    """The CRF's parameters, checked before any tensor work and before any backend runs."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not known; choose one of {BACKENDS}")
+    _check_n_iter(n_iter)
+    _check_kernels(gaussian, bilateral)
+    _check_device(backend, device)
+
+
 def _as_tensor(x) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x
@@ -62,9 +137,9 @@ def _check_batch(images, probs) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate images uint8 (B, H, W, 3) and probs float (B, C, H, W) summing to 1 over C."""
     images, probs = _as_tensor(images), _as_tensor(probs).detach()
     if images.dtype != torch.uint8:
-        raise TypeError(f"image must be uint8 (H, W, 3), got dtype {images.dtype}")
+        raise TypeError(f"images must be uint8 (B, H, W, 3), got dtype {images.dtype}")
     if images.ndim != 4 or images.shape[3] != 3:
-        raise ValueError(f"image must have shape (H, W, 3), got {tuple(images.shape[1:])}")
+        raise ValueError(f"images must have shape (B, H, W, 3), got {tuple(images.shape)}")
     if not probs.is_floating_point():
         raise TypeError(f"probs must be a float array (C, H, W), got dtype {probs.dtype}")
     if probs.ndim != 4 or probs.shape[2:] != images.shape[1:3] or probs.shape[0] != images.shape[0]:
@@ -74,7 +149,9 @@ def _check_batch(images, probs) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError("probs must hold at least one class and one pixel")
     low = probs.amin().item()
     err = (probs.float().sum(1) - 1.0).abs().amax().item()
-    if not (low >= 0 and err <= 1e-3):       # also catches NaN
+    if not (math.isfinite(low) and math.isfinite(err)):
+        raise ValueError("probs must be finite, non-negative and sum to 1 over the class axis; it holds NaN or inf")
+    if not (low >= 0 and err <= 1e-3):
         raise ValueError("probs must be non-negative and sum to 1 over the class axis (apply softmax first)")
     return images, probs
 
@@ -123,7 +200,13 @@ def dense_crf(image, probs, *, n_iter: int = 10, gaussian: tuple[float, float] |
     device if it is a GPU tensor, else CUDA when available, else the CPU).
     Returns the refined probabilities Q, float32 tensor (C, H, W), on probs' device if probs is a
     tensor, else on the CPU.
+
+    Checked before any backend runs (one error naming the parameter): n_iter a non-negative int;
+    gaussian / bilateral tuples of 2 / 3 numbers (or None), widths sxy and srgb finite and > 0, compat
+    finite (negative allowed, as pydensecrf allows it); device usable here (CUDA present for "cuda").
+    backend="pydensecrf" runs on the CPU only: with a non-CPU device it is an error, not ignored.
     """
+    _check_options(n_iter, gaussian, bilateral, backend, device)
     image_t, probs_t = _check_pair(image, probs)
     return _refine(image_t, probs_t, probs, n_iter, gaussian, bilateral, backend, device)[0]
 
@@ -134,8 +217,9 @@ def dense_crf_batch(images, probs, *, n_iter: int = 10, gaussian: tuple[float, f
     """Batched :func:`dense_crf`: images uint8 (B, H, W, 3), probs (B, C, H, W) -> Q (B, C, H, W).
 
     The torch backend filters the whole batch on one lattice (the images' vertices kept apart), so a
-    batch costs about as much as one image with B times the pixels.
+    batch costs about as much as one image with B times the pixels. Arguments are checked as there.
     """
+    _check_options(n_iter, gaussian, bilateral, backend, device)
     if len(images) != len(probs):
         raise ValueError(f"{len(images)} images but {len(probs)} probability maps")
     image_t, probs_t = _check_batch(images, probs)
@@ -152,6 +236,9 @@ def crf_label(images: torch.Tensor, probs: torch.Tensor, *, n_iter: int = 10,
     here, so a fused or thresholded map can go in as it is). Used for CRF post-processing at test time
     and for the CRF-refined labels of a network's own prediction (ASDT's B^st, SSDD's advice m^A).
     """
+    _check_options(n_iter, gaussian, bilateral, backend, None)
+    if not isinstance(probs, torch.Tensor):
+        raise TypeError(f"probs must be a torch tensor (B, C, H, W), got {type(probs).__name__}")
     images = channels_last(images)
     probs = probs.detach().float()
     probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
@@ -162,8 +249,6 @@ def crf_label(images: torch.Tensor, probs: torch.Tensor, *, n_iter: int = 10,
 
 def _refine(images, probs, probs_arg, n_iter, gaussian, bilateral, backend, device) -> torch.Tensor:
     """Run the chosen backend on checked inputs (B, H, W, 3), (B, C, H, W); result on probs_arg's device."""
-    if n_iter < 0:
-        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
     backend, device = _resolve(backend, probs_arg, device, images.shape[1] * images.shape[2])
     if backend == "pydensecrf":
         q = torch.stack([torch.from_numpy(_pydensecrf(im.cpu().numpy(), p.cpu().numpy(), n_iter,
@@ -210,13 +295,17 @@ def _pixel_features(images: torch.Tensor, sxy: float, srgb: float | None = None)
 def crf_inference_torch(images: torch.Tensor, probs: torch.Tensor, *, n_iter: int = 10,
                         gaussian: tuple[float, float] | None = (3, 3),
                         bilateral: tuple[float, float, float] | None = (80, 13, 10)) -> torch.Tensor:
-    """Mean-field inference of the dense CRF on the permutohedral lattice (the torch backend, unchecked).
+    """Mean-field inference of the dense CRF on the permutohedral lattice (the torch backend).
+
+    The tensors are not checked here; n_iter and the kernel tuples are, as in :func:`dense_crf`.
 
     Krähenbühl & Koltun (2011), Algorithm 1 with the filtering of their Sec. 4 (message passing as
     Gaussian filtering on the permutohedral lattice), in pydensecrf's conventions (module docstring).
     images: uint8 (B, H, W, 3); probs: float (B, C, H, W) summing to 1 over C; same device.
     Returns Q float32 (B, C, H, W).
     """
+    _check_n_iter(n_iter)
+    _check_kernels(gaussian, bilateral)
     b, c, h, w = probs.shape
     with torch.no_grad(), torch.autocast(device_type=probs.device.type, enabled=False):
         # unary: psi_u = -log clip(p)  ->  we carry log p                       (B*H*W, C)
@@ -290,6 +379,40 @@ def exact_gaussian_filter(features: torch.Tensor, values: torch.Tensor, n_per_im
     return out
 
 
+def _check_loss_values(images: torch.Tensor, probs: torch.Tensor, mask: torch.Tensor | None) -> None:
+    """dense_crf_loss's value checks on shape-checked inputs (rules in its docstring), one sync."""
+    if images.dtype == torch.bool or images.is_complex():
+        raise TypeError(f"images must be uint8 (B, H, W, 3) or hold 0-255 values, got dtype {images.dtype}")
+    if probs.numel() == 0:
+        raise ValueError("probs must hold at least one class and one pixel")
+    p = probs.detach()
+    stats = list(torch.aminmax(p))
+    sums = p.sum(1, dtype=torch.float32) if p.dtype in (torch.float16, torch.bfloat16) else p.sum(1)
+    off = (sums - 1).abs()
+    if mask is not None:
+        off = off.masked_fill(mask.to(off.device) == 0, 0)
+    stats.append(off.amax())
+    check_images = images.dtype != torch.uint8
+    if check_images:
+        stats += list(torch.aminmax(images))
+    values = torch.stack([v.double() for v in stats]).tolist()
+    if check_images:
+        lo, hi = values[3:]
+        problem = ("NaN" if math.isnan(lo) or math.isnan(hi) else f"min {round(lo, 4)!r}" if lo < 0
+                   else f"max {round(hi, 4)!r}" if hi > 255.5 or (images.is_floating_point() and 0 < hi <= 1)
+                   else None)
+        if problem:
+            raise ValueError(f"images must hold 0-255 values (uint8 or float), got {problem}: pass the uint8 "
+                             f"image, not a normalised one")
+    lo, hi, err = values[:3]
+    if any(math.isnan(v) for v in (lo, hi, err)):
+        return      # a diverged network: the loss is NaN and the training loop reports it
+    tol = max(1e-3, 2 * torch.finfo(p.dtype).eps)
+    if not (lo >= -tol and hi <= 1 + tol and err <= tol):
+        raise ValueError(f"probs must be probabilities (in [0, 1], summing to 1 over the class axis 1), got "
+                         f"values in [{lo:.4g}, {hi:.4g}] with sums off by up to {err:.3g}: apply softmax first")
+
+
 def dense_crf_loss(images, probs: torch.Tensor, *, sigma_xy: float = 80.0, sigma_rgb: float = 15.0,
                    scale: float = 1.0, weight: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                    normalize: bool = False, reduction: str = "mean", kernel: str = "lattice") -> torch.Tensor:
@@ -326,7 +449,22 @@ def dense_crf_loss(images, probs: torch.Tensor, *, sigma_xy: float = 80.0, sigma
     sum_i w_i sum_c S_ic (1 - S_ic) W_ii. rloss computes -sum_c S_c^T W S_c, which differs from E(S) by
     the constant sum_i (W 1)_i (as sum_c S_c = 1); the gradients differ by W 1, the same for every class,
     so both give the same gradient with respect to the logits of a softmax.
+
+    Checked (one error naming the parameter): sigma_xy, sigma_rgb finite and > 0; 0 < scale <= 1;
+    weight and mask tensors or None; probs in [0, 1] summing to 1 over C (within 1e-3, or 2 eps of a
+    half dtype; over the mask's pixels when a mask is given) - logits are refused ("apply softmax
+    first"), while NaN probs (a diverged network) pass and give a NaN loss for the training loop to
+    report; images uint8, or integer / float values in [0, 255] - a floating image whose max lies in
+    (0, 1] (a [0, 1]-scaled image) or with negative values (a mean/std-normalised one) is refused.
+    These value checks cost one min/max pass over images and probs and one sum over C, one sync.
     """
+    for name, v in (("sigma_xy", sigma_xy), ("sigma_rgb", sigma_rgb), ("scale", scale)):
+        if not _is_real(v):
+            raise TypeError(f"{name} must be a number, got {v!r}")
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    if scale > 1:
+        raise ValueError(f"scale must lie in (0, 1] (a fraction of the resolution), got {scale!r}")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction={reduction!r} is not known; choose 'mean' or 'sum'")
     if kernel not in ("lattice", "exact"):
@@ -339,9 +477,12 @@ def dense_crf_loss(images, probs: torch.Tensor, *, sigma_xy: float = 80.0, sigma
         raise ValueError(f"images {tuple(images.shape)} and probs {tuple(probs.shape)} do not match: "
                          f"expected (B, H, W, 3) and (B, C, H, W)")
     for name, t in (("weight", weight), ("mask", mask)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor (B, H, W) or None, got {type(t).__name__}")
         if t is not None and tuple(t.shape) != (probs.shape[0], *probs.shape[2:]):
             raise ValueError(f"{name} must be (B, H, W) = {(probs.shape[0], *probs.shape[2:])}, "
                              f"got {tuple(t.shape)}")
+    _check_loss_values(images, probs, mask)
     with torch.autocast(device_type=probs.device.type, enabled=False):
         s = probs.float() if probs.dtype in (torch.float16, torch.bfloat16) else probs
         img = images.to(s.dtype)

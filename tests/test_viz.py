@@ -1,0 +1,176 @@
+"""The notebooks' figure helpers (wsss.viz): legends, error bars, axis labels, readable diagrams.
+
+Set WSSS_VIZ_DIR to a folder to keep one PNG of each kind of figure there (to look at them).
+"""
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.container import ErrorbarContainer  # noqa: E402
+from matplotlib.text import Annotation  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from wsss import viz  # noqa: E402
+
+NAMES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+         "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+
+# the ASDT notebook's architecture, with its maths typeset
+ASDT_BOXES = {
+    "img": (0.07, 0.5, "image"), "bb": (0.24, 0.5, "shared\nbackbone $F$"),
+    "ct": (0.46, 0.84, "class-teacher $f_{ct}$\nGAP + 1x1 classifier"),
+    "st": (0.46, 0.5, "seg-teacher $f_{st}$\n2 dilated 3x3 convs"),
+    "s": (0.46, 0.16, "student $f_s$\n2 dilated 3x3 convs"),
+    "crf": (0.72, 0.84, "CAM -> 2 dense CRFs\n$[B^{ct}, R^{ct}]$ (RRM)"),
+    "bst": (0.72, 0.5, "CRF($P^{st}$) -> $B^{st}$"), "pwm": (0.92, 0.33, "PWM switch\n$\\Lambda_t(T, \\tau)$"),
+    "fuse": (0.72, 0.16, "$P = \\max(P^{st}, P^s)$\n+ CRF (Eq. 1)")}
+ASDT_ARROWS = [("img", "bb", ""), ("bb", "ct", ""), ("bb", "st", ""), ("bb", "s", ""), ("ct", "crf", "CAMs"),
+               ("crf", "st", "$L_d^{ct}$ (Eq. 4)"), ("st", "bst", "$P^{st}$"), ("crf", "pwm", "low"),
+               ("bst", "pwm", "high"), ("pwm", "s", "$L_{ad}$ (Eq. 3)"), ("s", "fuse", "$P^s$"), ("st", "fuse", "")]
+
+
+@pytest.fixture
+def out(tmp_path):
+    keep = os.environ.get("WSSS_VIZ_DIR")
+    folder = Path(keep) if keep else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+    plt.close("all")
+
+
+def _masks(n=4, size=24, classes=21):
+    rng = np.random.default_rng(0)
+    masks = []
+    for _ in range(n):
+        m = np.zeros((size, size), np.uint8)
+        m[4:14, 5:15] = rng.integers(1, classes)
+        m[15:22, 12:22] = rng.integers(1, classes)
+        m[14, :] = 255
+        masks.append(m)
+    return masks
+
+
+def _labelled(ax):
+    return bool(ax.get_xlabel().strip()) and bool(ax.get_ylabel().strip())
+
+
+def test_image_grid_class_legend_below_panels(out):
+    masks = _masks()
+    rows = [[np.full((24, 24, 3), 128, np.uint8)] * 4, [viz.colorize(m) for m in masks]]
+    fig = viz.image_grid(rows, ["images", "masks"], class_names=NAMES, title="masks", path=out / "image_grid.png")
+    assert len(fig.legends) == 1
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == NAMES + ["ignore (255)"]
+    assert all(t.get_fontsize() >= 8 for t in legend.get_texts())
+    fig.draw_without_rendering()
+    box = legend.get_window_extent()
+    assert box.y1 <= min(ax.get_window_extent().y0 for ax in fig.axes) + 1   # below every panel
+    assert box.x0 >= -1 and box.x1 <= fig.bbox.x1 + 1                          # not wider than the figure
+    # the saved file holds the legend: taller than the same grid saved without one
+    plain = viz.image_grid(rows, ["images", "masks"], title="masks", path=out / "image_grid_plain.png")
+    assert plain.legends == []
+    h_legend = plt.imread(out / "image_grid.png").shape[0]
+    h_plain = plt.imread(out / "image_grid_plain.png").shape[0]
+    assert h_legend > h_plain + 0.2 * 110
+
+
+def test_plot_sweep_per_seed_values_draw_error_bars_and_seeds(out):
+    points = {"ours": [(100, [61.0, 63.0, 62.0]), (150, None), (250, [60.0, 64.0]), (300, 59.0)],
+              "paper (text)": [(150, 64.03), (250, 63.08), (300, None)]}
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    ax = viz.plot_sweep(points, xlabel="period T", ax=axes[0])
+    viz.plot_sweep({"ours": [(1, 50.0), (2, None), (3, 52.0)]}, xlabel="ratio tau", ax=axes[1])
+    fig.tight_layout()
+    fig.savefig(out / "plot_sweep.png", dpi=110, bbox_inches="tight")
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 1
+    line = bars[0].lines[0]
+    assert list(line.get_xdata()) == [100, 250, 300]
+    assert np.allclose(line.get_ydata(), [62.0, 62.0, 59.0])
+    segs = bars[0].lines[2][0].get_segments()   # the vertical error bars: mean -+ std (over seeds, ddof=1)
+    assert np.allclose([s[1][1] - s[0][1] for s in segs], [2.0, 2 * np.std([60.0, 64.0], ddof=1), 0.0])
+    dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+    seeds = np.concatenate([c.get_offsets() for c in dots])
+    assert sorted(map(tuple, seeds.tolist())) == sorted([(100, 61.0), (100, 63.0), (100, 62.0), (250, 60.0),
+                                                        (250, 64.0), (300, 59.0)])
+    assert all(c.get_alpha() is not None and c.get_alpha() < 1 for c in dots)
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["paper (text)", "ours (mean ± std, 3 seeds)"] or set(labels) == {
+        "paper (text)", "ours (mean ± std, 3 seeds)"}
+    assert all(_labelled(a) for a in axes)
+    assert [len(ln.get_xdata()) for ln in axes[1].lines] == [2]   # plain numbers: one line, as before
+
+
+def test_plot_curves_labels_both_axes(out):
+    hist = [{"step": s, "loss": 1 / (s + 1)} for s in range(0, 50, 5)]
+    fig = viz.plot_curves({"a": hist, "b": hist[::2]}, path=out / "plot_curves.png")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "iteration" and ax.get_ylabel() == "loss"
+    fig = viz.plot_curves({"a": hist}, "loss", ylabel="training loss", xlabel="step")
+    assert fig.axes[0].get_xlabel() == "step" and fig.axes[0].get_ylabel() == "training loss"
+
+
+def test_block_diagram_maths_labels_readable(out):
+    fig = viz.block_diagram(ASDT_BOXES, ASDT_ARROWS, title="ASDT: two teachers, one student, a shared backbone",
+                            path=out / "block_diagram.png")
+    assert (out / "block_diagram.png").stat().st_size > 0
+    w, h = fig.get_size_inches()
+    assert w >= 11 and h >= 5.5
+    ax = fig.axes[0]
+    box_texts = {t for _, _, t in ASDT_BOXES.values()}
+    texts = [t for t in ax.texts if not isinstance(t, Annotation)]
+    boxes = [t for t in texts if t.get_text() in box_texts]
+    labels = [t for t in texts if t.get_text() not in box_texts]
+    assert len(boxes) == len(ASDT_BOXES)
+    assert sorted(t.get_text() for t in labels) == sorted(lab for _, _, lab in ASDT_ARROWS if lab)
+    assert "$[B^{ct}, R^{ct}]$" in "".join(t.get_text() for t in boxes)   # the maths is passed on as written
+    assert all(t.get_fontsize() >= 10 for t in boxes) and all(t.get_fontsize() >= 9 for t in labels)
+    assert all(t.get_bbox_patch() is not None for t in labels)
+    # arrows run from box edge to box edge
+    arrows = [c for c in ax.get_children() if isinstance(c, Annotation)]
+    assert len(arrows) == len(ASDT_ARROWS)
+    assert all(a.arrow_patch.patchA is not None and a.arrow_patch.patchB is not None for a in arrows)
+    # no label on a box, no two labels on each other
+    fig.draw_without_rendering()
+    box_ext = [t.get_bbox_patch().get_window_extent() for t in boxes]
+    lab_ext = [t.get_bbox_patch().get_window_extent() for t in labels]
+    for i, lab in enumerate(lab_ext):
+        assert not any(lab.overlaps(b) for b in box_ext), labels[i].get_text()
+        assert not any(lab.overlaps(o) for o in lab_ext[i + 1:]), labels[i].get_text()
+
+
+def test_block_diagram_small_case_and_size(out):
+    fig = viz.block_diagram({"a": (0.2, 0.5, "A"), "b": (0.8, 0.5, "B")}, [("a", "b", "$B^{ct}$")],
+                            size=(12, 6), path=out / "block_small.png")
+    assert tuple(fig.get_size_inches()) == (12, 6)
+    label = [t for t in fig.axes[0].texts if t.get_text() == "$B^{ct}$"][0]
+    fig.draw_without_rendering()
+    a, b = (t.get_bbox_patch().get_window_extent() for t in fig.axes[0].texts[:2])
+    ext = label.get_bbox_patch().get_window_extent()
+    assert a.x1 < ext.x0 < ext.x1 < b.x0     # between the boxes, ...
+    y = fig.axes[0].transData.transform((0.5, 0.5))[1]
+    assert ext.y0 > y                       # ... beside (above) the horizontal arrow, not on it
+    with pytest.raises(KeyError, match="'c'"):
+        viz.block_diagram({"a": (0.2, 0.5, "A")}, [("a", "c", "")])
+
+
+def test_plot_signal_shade(out):
+    wave = [t >= 20 and (t // 10) % 2 == 0 for t in range(80)]
+    fig = viz.plot_signal(wave, levels=("class-teacher", "seg-teacher"), shade=(0, 20, "warm-up"),
+                          title="Lambda_t for T=10, tau=5: T_h=5, T_l=5; the seg-teacher is silent for the first "
+                                "20 iterations (warm-up)", path=out / "plot_signal.png")
+    ax = fig.axes[0]
+    spans = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_label() == "warm-up"]
+    assert len(spans) == 1
+    assert spans[0].get_x() == pytest.approx(0) and spans[0].get_width() == pytest.approx(20)
+    assert "warm-up" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert _labelled(ax)
+    plain = viz.plot_signal([0, 0, 1, 1, 0], levels=("ct", "st"))
+    assert plain.axes[0].get_legend() is None and _labelled(plain.axes[0])
