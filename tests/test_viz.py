@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.container import ErrorbarContainer  # noqa: E402
-from matplotlib.text import Annotation  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.text import Annotation  # noqa: E402
 
 from wsss import viz  # noqa: E402
 
@@ -117,29 +117,42 @@ def test_plot_curves_labels_both_axes(out):
     assert fig.axes[0].get_xlabel() == "step" and fig.axes[0].get_ylabel() == "training loss"
 
 
-def test_block_diagram_maths_labels_readable(out):
-    fig = viz.block_diagram(ASDT_BOXES, ASDT_ARROWS, title="ASDT: two teachers, one student, a shared backbone",
-                            path=out / "block_diagram.png")
-    assert (out / "block_diagram.png").stat().st_size > 0
+def _plain(text):
+    """The notebook's older labels, without maths."""
+    for a, b in (("$", ""), ("{", ""), ("}", ""), ("\\max", "max"), ("\\Lambda", "Lambda"), ("\\tau", "tau")):
+        text = text.replace(a, b)
+    return text
+
+
+@pytest.mark.parametrize("maths", [True, False], ids=["maths", "plain"])
+def test_block_diagram_labels_readable(out, maths):
+    boxes = ASDT_BOXES if maths else {k: (x, y, _plain(t)) for k, (x, y, t) in ASDT_BOXES.items()}
+    arrows = ASDT_ARROWS if maths else [(a, b, _plain(lab)) for a, b, lab in ASDT_ARROWS]
+    name = "block_diagram.png" if maths else "block_diagram_plain.png"
+    fig = viz.block_diagram(boxes, arrows, title="ASDT: two teachers, one student, a shared backbone",
+                            path=out / name)
+    assert (out / name).stat().st_size > 0
     w, h = fig.get_size_inches()
     assert w >= 11 and h >= 5.5
     ax = fig.axes[0]
-    box_texts = {t for _, _, t in ASDT_BOXES.values()}
+    box_texts = {t for _, _, t in boxes.values()}
     texts = [t for t in ax.texts if not isinstance(t, Annotation)]
-    boxes = [t for t in texts if t.get_text() in box_texts]
+    box_t = [t for t in texts if t.get_text() in box_texts]
     labels = [t for t in texts if t.get_text() not in box_texts]
-    assert len(boxes) == len(ASDT_BOXES)
-    assert sorted(t.get_text() for t in labels) == sorted(lab for _, _, lab in ASDT_ARROWS if lab)
-    assert "$[B^{ct}, R^{ct}]$" in "".join(t.get_text() for t in boxes)   # the maths is passed on as written
-    assert all(t.get_fontsize() >= 10 for t in boxes) and all(t.get_fontsize() >= 9 for t in labels)
+    assert len(box_t) == len(ASDT_BOXES)
+    assert sorted(t.get_text() for t in labels) == sorted(lab for _, _, lab in arrows if lab)
+    if maths:   # the maths is passed on as written (no escaped "$")
+        assert "$[B^{ct}, R^{ct}]$" in "".join(t.get_text() for t in box_t)
+        assert "$L_d^{ct}$ (Eq. 4)" in [t.get_text() for t in labels]
+    assert all(t.get_fontsize() >= 10 for t in box_t) and all(t.get_fontsize() >= 9 for t in labels)
     assert all(t.get_bbox_patch() is not None for t in labels)
     # arrows run from box edge to box edge
-    arrows = [c for c in ax.get_children() if isinstance(c, Annotation)]
-    assert len(arrows) == len(ASDT_ARROWS)
-    assert all(a.arrow_patch.patchA is not None and a.arrow_patch.patchB is not None for a in arrows)
+    drawn = [c for c in ax.get_children() if isinstance(c, Annotation)]
+    assert len(drawn) == len(ASDT_ARROWS)
+    assert all(a.arrow_patch.patchA is not None and a.arrow_patch.patchB is not None for a in drawn)
     # no label on a box, no two labels on each other
     fig.draw_without_rendering()
-    box_ext = [t.get_bbox_patch().get_window_extent() for t in boxes]
+    box_ext = [t.get_bbox_patch().get_window_extent() for t in box_t]
     lab_ext = [t.get_bbox_patch().get_window_extent() for t in labels]
     for i, lab in enumerate(lab_ext):
         assert not any(lab.overlaps(b) for b in box_ext), labels[i].get_text()

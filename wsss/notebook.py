@@ -89,6 +89,12 @@ def check_parameters(namespace: dict, spec: dict[str, Callable[[Any], str | None
         hints = {k: difflib.get_close_matches(k, spec, n=1) for k in unknown}
         said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
         raise ValueError(f"unknown parameter {said}; this notebook takes {sorted(spec)}")
+    for name, check in spec.items():
+        if name not in namespace:
+            raise ValueError(f"parameter {name!r} is missing from the parameters cell")
+        problem = check(namespace[name])
+        if problem:
+            raise ValueError(f"parameter {name}={namespace[name]!r} {problem}")
     forced = os.environ.get("WSSS_PROFILE")
     if forced and forced != namespace.get("profile"):
         problem = COMMON["profile"](forced)
@@ -96,12 +102,6 @@ def check_parameters(namespace: dict, spec: dict[str, Callable[[Any], str | None
             raise ValueError(f"environment variable WSSS_PROFILE={forced!r} {problem}")
         print(f"WSSS_PROFILE={forced} overrides the parameter profile={namespace.get('profile')!r}")
         namespace["profile"] = forced
-    for name, check in spec.items():
-        if name not in namespace:
-            raise ValueError(f"parameter {name!r} is missing from the parameters cell")
-        problem = check(namespace[name])
-        if problem:
-            raise ValueError(f"parameter {name}={namespace[name]!r} {problem}")
     if namespace["dataset"] != "synthetic" and namespace["data_root"] is None:
         raise ValueError(f"parameter data_root is required for dataset={namespace['dataset']!r}")
     if namespace["profile"] == "paper" and namespace["dataset"] == "synthetic":

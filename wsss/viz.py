@@ -65,17 +65,16 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str] =
             axes[i][0].set_title(row_titles[i], loc="left", fontsize=9)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
     if class_names is not None:
         _class_legend(fig, class_names, fontsize=legend_fontsize)
-    else:
-        fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     return fig
 
 
 def _class_legend(fig, class_names: Sequence[str], *, fontsize: float = 9):
-    """A legend of the class colours (and the ignore colour) in a strip added below the figure's panels."""
+    """A legend of the class colours (and the ignore colour) in a strip added below a laid-out figure's panels."""
     from matplotlib.patches import Patch
 
     ignore_colour = colorize(np.array([[IGNORE]]))[0, 0] / 255
@@ -96,10 +95,12 @@ def _class_legend(fig, class_names: Sequence[str], *, fontsize: float = 9):
         legend.remove()
         ncol -= 1
         legend = make(ncol)
+    # a strip added below the panels, which keep their size and spacing in inches
     strip = legend.get_window_extent().height / fig.dpi + 0.1   # inches, with a small gap above the legend
     w, h = fig.get_size_inches()
+    sp = fig.subplotpars
     fig.set_size_inches(w, h + strip)
-    fig.tight_layout(rect=(0, strip / (h + strip), 1, 1))
+    fig.subplots_adjust(bottom=(sp.bottom * h + strip) / (h + strip), top=(sp.top * h + strip) / (h + strip))
     return legend
 
 
@@ -234,7 +235,7 @@ def block_diagram(boxes: dict[str, tuple[float, float, str]], arrows: Sequence[t
                                     shrinkA=2, shrinkB=2))
 
     placed: list = []
-    obstacles = [bb.padded(2 * pt) for bb in box_px.values()]
+    obstacles = [bb.padded(5 * pt) for bb in box_px.values()]   # keep a little air around boxes
     pad = 0.3   # label background padding, in units of the font size
     for k, ((a, b, label), (s0, s1)) in enumerate(zip(arrows, segments)):
         if not label:
