@@ -82,7 +82,8 @@ def test_papermill_rejects_a_misspelt_parameter(tmp_path):
 
 def test_tidy_removes_papermill_metadata_widgets_and_old_progress_frames(tmp_path):
     cell = nbformat.v4.new_code_cell("1")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="train:  10%|#  | 1/10\rtrain: 100%|##| 10/10\ndone\n"),
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="train:   0%|   | 0/10"),
+                    nbformat.v4.new_output("stream", name="stderr", text="train:  10%|#  | 1/10\rtrain: 100%|##| 10/10\ndone\n"),
                     nbformat.v4.new_output("display_data", data={"text/plain": "bar",
                                                                  "application/vnd.jupyter.widget-view+json": {"model_id": "x"}})]
     nb = nbformat.v4.new_notebook(cells=[cell])
@@ -193,3 +194,18 @@ def test_asdt_rejects_a_warmup_that_leaves_no_teaching(tmp_path):
                            "-p", "steps", "10", "-p", "warmup", "10", "--cwd", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "parameter warmup=10 leaves no iteration" in proc.stderr + proc.stdout
+
+
+def test_a_failed_run_leaves_the_notebook_and_keeps_the_failed_copy_aside(tmp_path):
+    from wsss.run_notebooks import _Elapsed, run
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("raise RuntimeError('boom')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    source = tmp_path / "n.ipynb"
+    nbformat.write(nb, source)
+    committed = source.read_text()
+    with pytest.raises(papermill.PapermillExecutionError, match="boom"):
+        run(source, source, {}, cwd=tmp_path, log=_Elapsed(), scratch=tmp_path / "scratch")
+    assert source.read_text() == committed
+    assert (tmp_path / "scratch" / "n.failed.ipynb").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["n.ipynb", "scratch"]

@@ -46,15 +46,34 @@ def tidy(path: Path) -> None:
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = _merge_streams(cell.outputs)
         for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream":
-                out["text"] = _FRAME.sub("", out["text"])
             data = out.get("data", {})
             if "application/vnd.jupyter.widget-view+json" in data:
                 data.pop("application/vnd.jupyter.widget-view+json")
     nb.metadata.pop("papermill", None)
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
+
+
+def _merge_streams(outputs: list) -> list:
+    """Consecutive stream outputs of one stream joined as a terminal shows them: a piece that does not
+    end its line (a progress bar's frame) is overwritten by the next one, and so is text before a
+    carriage return."""
+    merged: list = []
+    for out in outputs:
+        if out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream" \
+                and merged[-1].get("name") == out.get("name"):
+            text = merged[-1]["text"]
+            if not text.endswith("\n") and not out["text"].startswith("\n"):
+                text = text[: text.rfind("\n") + 1]            # an unfinished line: the next frame replaces it
+            merged[-1]["text"] = _FRAME.sub("", text + out["text"].lstrip("\r"))
+        else:
+            if out.get("output_type") == "stream":
+                out["text"] = _FRAME.sub("", out["text"])
+            merged.append(out)
+    return merged
 
 
 def _value(text: str):
@@ -77,15 +96,18 @@ class _Elapsed(logging.Formatter):
         return f"[{self.name} {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] {record.getMessage().rstrip()}"
 
 
-def run(notebook: Path, out: Path, params: dict, *, cwd: Path, log: _Elapsed) -> Path:
-    """Execute ``notebook`` into ``out`` (through a temporary copy; ``out`` is replaced only on success)."""
-    tmp = out.with_name(f".{out.stem}.running.ipynb")
+def run(notebook: Path, out: Path, params: dict, *, cwd: Path, log: _Elapsed, scratch: Path) -> Path:
+    """Execute ``notebook`` into ``out`` through a copy in the folder ``scratch``; ``out`` is replaced only
+    when the run succeeded, else the failed copy stays in ``scratch`` (never beside the notebooks, where
+    the test suite would collect it)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    tmp = scratch / f".{out.stem}.running.ipynb"
     log.name, log.start = notebook.stem, time.perf_counter()
     try:
         papermill.execute_notebook(str(notebook), str(tmp), parameters=params, cwd=str(cwd), kernel_name="python3",
                                    log_output=True, progress_bar=False)
     except BaseException:
-        failed = out.with_name(f"{out.stem}.failed.ipynb")
+        failed = scratch / f"{out.stem}.failed.ipynb"
         if tmp.exists():
             os.replace(tmp, failed)
             print(f"  {notebook.name} FAILED; {out} is unchanged, the failed run is in {failed}", flush=True)
@@ -133,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         print(f"running {nb.name} with {params or 'its defaults'} -> {out}", flush=True)
-        run(nb, out, {**params, "out_dir": str(target)}, cwd=folder, log=log)
+        run(nb, out, {**params, "out_dir": str(target)}, cwd=folder, log=log, scratch=run_folder(nb.stem, profile))
         print(f"  {nb.name}: done in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
