@@ -37,7 +37,7 @@ def test_benchmark_layout_and_samples(tiny_benchmark):
         y, x, c = s["clicks"].T
         assert torch.equal(s["mask"][y, x], c)
         inst = np.asarray(Image.open(root / "SegmentationObject" / f"{s['name']}.png"))
-        assert (c > 0).sum() == len(np.unique(inst[inst > 0]))
+        assert (c > 0).sum() == len(np.unique(inst[(inst > 0) & (inst < 255)]))    # 255: the void band
         assert (c == 0).sum() >= 1
 
 
@@ -153,7 +153,8 @@ def test_train_transform_moves_image_mask_and_clicks_together(tiny_benchmark):
         # nearest-neighbour masks and moved clicks still agree (a point may land on an edge pixel)
         assert (s["mask"][y, x] == c).float().mean() >= 0.75
     padded = TrainTransform(80, scale=(1.0, 1.0), flip=False)(build_dataset("synthetic", tiny_benchmark, "val")[0])
-    assert (padded["mask"] == 255).sum() == 80 * 80 - 48 * 48
+    band = (build_dataset("synthetic", tiny_benchmark, "val")[0]["mask"] == 255).sum()
+    assert (padded["mask"] == 255).sum() == 80 * 80 - 48 * 48 + band
 
 
 def test_collate_and_normalize(tiny_benchmark):
@@ -165,3 +166,25 @@ def test_collate_and_normalize(tiny_benchmark):
     assert (sparse != 255).sum() == len(batch["clicks"][0])
     with pytest.raises(ValueError, match="cannot batch 'image'"):
         collate([ds[0], TrainTransform(40)(ds[1])])
+
+
+def test_benchmark_masks_have_a_thin_ignore_band_around_objects_as_voc():
+    """Version 3 of the benchmark: a 255 band one pixel wide (at 48-64 px) outside every object, as real
+    VOC masks have; the object on top keeps all its pixels."""
+    import numpy as np
+
+    from wsss.data.synthetic import PROFILES, ignore_band, render_image
+
+    rng = np.random.default_rng([0, 0, 2])
+    image, mask, inst, present = render_image(rng, PROFILES["tiny"])
+    band = mask == 255
+    assert band.any() and (inst[band] == 255).all()
+    assert sorted(set(np.unique(mask)) - {0, 255}) == present             # tags follow the masks
+    # each band pixel touches an object pixel; background far from objects is untouched
+    objects = (mask > 0) & (mask < 255)
+    near = np.zeros_like(objects)
+    near[1:] |= objects[:-1]; near[:-1] |= objects[1:]; near[:, 1:] |= objects[:, :-1]; near[:, :-1] |= objects[:, 1:]
+    assert near[band].all()
+    assert band.mean() < 0.15
+    two = ignore_band(np.pad(np.ones((2, 2), np.uint8), 3), 2)
+    assert two.sum() == 20 and not two[3:5, 3:5].any() and not two[0].any()      # a 2-step ring around the 2x2 square
