@@ -155,7 +155,17 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         print(f"running {nb.name} with {params or 'its defaults'} -> {out}", flush=True)
-        run(nb, out, {**params, "out_dir": str(target)}, cwd=folder, log=log, scratch=run_folder(nb.stem, profile))
+        # the output folder reaches the kernel through its environment, not as an injected parameter, so a
+        # published notebook carries no machine's path (and its second cell stays the validation cell)
+        saved = os.environ.get("WSSS_OUT_DIR")
+        os.environ["WSSS_OUT_DIR"] = str(target)
+        try:
+            run(nb, out, params, cwd=folder, log=log, scratch=run_folder(nb.stem, profile))
+        finally:
+            if saved is None:
+                os.environ.pop("WSSS_OUT_DIR")
+            else:
+                os.environ["WSSS_OUT_DIR"] = saved
         print(f"  {nb.name}: done in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
