@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     params = {k: _value(v) for k, v in args.parameter}
     if "out_dir" in params:
         parser.error("give --output-dir or --publish instead of -p out_dir")
-    profile = params.get("profile", "quick")
+    # the profile the kernels will run (WSSS_PROFILE overrides the parameter inside the notebook, too)
+    profile = os.environ.get("WSSS_PROFILE") or params.get("profile", "quick")
     log = _Elapsed()
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(log)
