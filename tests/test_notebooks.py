@@ -210,3 +210,17 @@ def test_a_failed_run_leaves_the_notebook_and_keeps_the_failed_copy_aside(tmp_pa
         run(source, source, {}, cwd=tmp_path, log=_Elapsed(), scratch=tmp_path / "scratch")
     assert source.read_text() == committed
     assert (tmp_path / "scratch" / "n.failed.ipynb").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["n.ipynb", "scratch"]
+
+
+def test_a_notebook_pointed_at_a_users_folder_without_dataset_voc_stops_and_deletes_nothing(tmp_path):
+    """`papermill basics.ipynb out.ipynb -p data_root /my/VOC2012` (forgetting `-p dataset voc`) used to
+    replace the folder with the synthetic benchmark."""
+    mine = tmp_path / "VOC2012"
+    (mine / "JPEGImages").mkdir(parents=True)
+    (mine / "notes.txt").write_text("my annotations")
+    with pytest.raises(papermill.PapermillExecutionError, match="not a generated synthetic benchmark") as err:
+        papermill.execute_notebook(str(ROOT / "notebooks" / "basics.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"data_root": str(mine), "out_dir": str(tmp_path / "out")},
+                                   cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    assert 'dataset="voc"' in str(err.value) or "dataset='voc'" in str(err.value)
+    assert (mine / "notes.txt").read_text() == "my annotations" and sorted(p.name for p in mine.iterdir()) == ["JPEGImages", "notes.txt"]
