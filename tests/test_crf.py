@@ -365,3 +365,26 @@ def test_loss_bad_input(loss_inputs):
         dense_crf_loss(images, probs, reduction="max")
     with pytest.raises(ValueError, match="kernel"):
         dense_crf_loss(images, probs, kernel="window")
+
+
+@pytest.mark.parametrize("backend", ["torch", "pydensecrf"])
+def test_several_runs_on_one_set_of_kernels_equal_separate_calls(backend):
+    """dense_crf_runs (one DenseCRF / one pydensecrf object per image for all runs) gives the numbers of
+    separate dense_crf_batch calls: the kernels are the same, only their set-up is shared."""
+    from wsss.refine import DenseCRF, dense_crf_runs
+
+    g = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (2, 24, 20, 3), dtype=torch.uint8, generator=g)
+    runs = [torch.rand(2, 4, 24, 20, generator=g) for _ in range(3)]
+    runs = [r / r.sum(1, keepdim=True) for r in runs]
+    kw = dict(n_iter=5, gaussian=(3, 3), bilateral=(6, 13, 10), backend=backend)
+    shared = dense_crf_runs(images, runs, **kw)
+    for q, r in zip(shared, runs):
+        assert torch.allclose(q, dense_crf_batch(images, r, **kw), atol=1e-5)
+    if backend == "torch":
+        crf = DenseCRF(images, gaussian=(3, 3), bilateral=(6, 13, 10))
+        assert torch.equal(crf.refine(runs[1], 5), crf.refine(runs[1], 5))
+        with pytest.raises(ValueError, match="do not fit the CRF's images"):
+            crf.refine(torch.full((1, 4, 24, 20), 0.25), 5)
+    with pytest.raises(ValueError, match="at least one"):
+        dense_crf_runs(images, [], **kw)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .data.folder import IGNORE
 from .data.transforms import normalize
 from .ops import channels_last
-from .refine.crf import dense_crf_batch
+from .refine.crf import dense_crf_runs
 
 # PSA's and RRM's background powers: (1 - max CAM)^4 is a strong background, ^32 a weak one
 K_LOW, K_HIGH = 4, 32
@@ -100,10 +100,10 @@ def background_crf_runs(images: torch.Tensor, cams: torch.Tensor, *, k_low: floa
     images = channels_last(images)
     images = images.cpu() if backend == "pydensecrf" else images
     cams = cams.float()
-    crf = dict(n_iter=n_iter, gaussian=gaussian, bilateral=bilateral, backend=backend)
-    q_low = dense_crf_batch(images, cam_to_probs(cams, power=k_low), **crf).to(cams.device)
-    q_high = dense_crf_batch(images, cam_to_probs(cams, power=k_high), **crf).to(cams.device)
-    return q_low, q_high
+    # one set of kernels for both runs: same images, same CRF, two unaries
+    q_low, q_high = dense_crf_runs(images, [cam_to_probs(cams, power=k_low), cam_to_probs(cams, power=k_high)],
+                                   n_iter=n_iter, gaussian=gaussian, bilateral=bilateral, backend=backend)
+    return q_low.to(cams.device), q_high.to(cams.device)
 
 
 def combine_labels(q_low: torch.Tensor, q_high: torch.Tensor, unreliable: torch.Tensor | None = None) -> torch.Tensor:

@@ -226,6 +226,32 @@ def dense_crf_batch(images, probs, *, n_iter: int = 10, gaussian: tuple[float, f
     return _refine(image_t, probs_t, probs, n_iter, gaussian, bilateral, backend, device)
 
 
+def dense_crf_runs(images, runs, *, n_iter: int = 10, gaussian: tuple[float, float] | None = (3, 3),
+                   bilateral: tuple[float, float, float] | None = (80, 13, 10), backend: str = "auto",
+                   device=None) -> list[torch.Tensor]:
+    """:func:`dense_crf_batch` of the same images for each probability map (B, C, H, W) of ``runs``, with
+    the kernels built once for all of them (torch: one :class:`DenseCRF`; pydensecrf: one CRF object per
+    image, a new unary per run). The same numbers as separate calls, less set-up. Returns a list of Q."""
+    _check_options(n_iter, gaussian, bilateral, backend, device)
+    if not runs:
+        raise ValueError("runs must hold at least one probability map")
+    checked = []
+    for probs in runs:
+        if len(images) != len(probs):
+            raise ValueError(f"{len(images)} images but {len(probs)} probability maps")
+        checked.append(_check_batch(images, probs))
+    image_t = checked[0][0]
+    backend, device = _resolve(backend, runs[0], device, image_t.shape[1] * image_t.shape[2])
+    if backend == "pydensecrf":
+        per_image = [_pydensecrf_runs(im.cpu().numpy(), [p[i].cpu().numpy() for _, p in checked], n_iter,
+                                      gaussian, bilateral) for i, im in enumerate(image_t)]
+        qs = [torch.stack([torch.from_numpy(q[r]) for q in per_image]) for r in range(len(runs))]
+    else:
+        crf = DenseCRF(image_t.to(device), gaussian=gaussian, bilateral=bilateral)
+        qs = [crf.refine(p.to(device), n_iter) for _, p in checked]
+    return [q.to(r.device if isinstance(r, torch.Tensor) else "cpu") for q, r in zip(qs, runs)]
+
+
 @torch.no_grad()
 def crf_label(images: torch.Tensor, probs: torch.Tensor, *, n_iter: int = 10,
               gaussian: tuple[float, float] | None = (3, 3),
@@ -261,19 +287,27 @@ def _refine(images, probs, probs_arg, n_iter, gaussian, bilateral, backend, devi
 
 
 def _pydensecrf(image, probs, n_iter, gaussian, bilateral) -> np.ndarray:
+    return _pydensecrf_runs(image, [probs], n_iter, gaussian, bilateral)[0]
+
+
+def _pydensecrf_runs(image, runs, n_iter, gaussian, bilateral) -> list[np.ndarray]:
+    """pydensecrf on one image for each probability map (C, H, W) of ``runs``, with the kernels set up once
+    (a new unary replaces the last one; the pairwise terms stay)."""
     import pydensecrf.densecrf as dcrf
     from pydensecrf.utils import unary_from_softmax
 
-    n_labels, h, w = probs.shape
+    n_labels, h, w = runs[0].shape
     crf = dcrf.DenseCRF2D(w, h, n_labels)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs.astype(np.float32), clip=UNARY_CLIP)))
     if gaussian is not None:
         crf.addPairwiseGaussian(sxy=gaussian[0], compat=gaussian[1])
     if bilateral is not None:
         crf.addPairwiseBilateral(sxy=bilateral[0], srgb=bilateral[1], rgbim=np.ascontiguousarray(image),
                                  compat=bilateral[2])
-    q = crf.inference(n_iter)
-    return np.asarray(q, dtype=np.float32).reshape(n_labels, h, w)
+    out = []
+    for probs in runs:
+        crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs.astype(np.float32), clip=UNARY_CLIP)))
+        out.append(np.asarray(crf.inference(n_iter), dtype=np.float32).reshape(n_labels, h, w))
+    return out
 
 
 def _pixel_features(images: torch.Tensor, sxy: float, srgb: float | None = None):
@@ -292,56 +326,83 @@ def _pixel_features(images: torch.Tensor, sxy: float, srgb: float | None = None)
     return feats.reshape(b * h * w, -1), batch
 
 
-def crf_inference_torch(images: torch.Tensor, probs: torch.Tensor, *, n_iter: int = 10,
-                        gaussian: tuple[float, float] | None = (3, 3),
-                        bilateral: tuple[float, float, float] | None = (80, 13, 10)) -> torch.Tensor:
-    """Mean-field inference of the dense CRF on the permutohedral lattice (the torch backend).
+class DenseCRF:
+    """The kernels of a dense CRF on one batch of images, built once (the torch backend).
 
-    The tensors are not checked here; n_iter and the kernel tuples are, as in :func:`dense_crf`.
-
-    Krähenbühl & Koltun (2011), Algorithm 1 with the filtering of their Sec. 4 (message passing as
-    Gaussian filtering on the permutohedral lattice), in pydensecrf's conventions (module docstring).
-    images: uint8 (B, H, W, 3); probs: float (B, C, H, W) summing to 1 over C; same device.
-    Returns Q float32 (B, C, H, W).
+    images: uint8 (B, H, W, 3) on the device to run on; gaussian (sxy, compat), bilateral (sxy, srgb,
+    compat) as in :func:`dense_crf`. Building the permutohedral lattices of the kernels, their
+    symmetric normalisation and the message operator is most of a CRF's cost on small images; every
+    :meth:`refine` of the same images and kernels (RRM's two background runs, say) reuses them.
     """
-    _check_n_iter(n_iter)
-    _check_kernels(gaussian, bilateral)
-    b, c, h, w = probs.shape
-    with torch.no_grad(), torch.autocast(device_type=probs.device.type, enabled=False):
-        # unary: psi_u = -log clip(p)  ->  we carry log p                       (B*H*W, C)
-        log_p = probs.float().clamp(UNARY_CLIP, 1.0).log().permute(0, 2, 3, 1).reshape(b * h * w, c)
+
+    def __init__(self, images: torch.Tensor, *, gaussian: tuple[float, float] | None = (3, 3),
+                 bilateral: tuple[float, float, float] | None = (80, 13, 10)):
+        _check_kernels(gaussian, bilateral)
+        self.shape = tuple(images.shape[:3])                                       # (B, H, W)
+        n = self.shape[0] * self.shape[1] * self.shape[2]
         kernels = []                                   # (sxy, srgb or None, compat w)
         if gaussian is not None:
             kernels.append((gaussian[0], None, gaussian[1]))
         if bilateral is not None:
             kernels.append(bilateral)
-        lattices, d_inv_sqrt = [], []
-        for sxy, srgb, _ in kernels:
-            lattices.append(PermutohedralLattice(*_pixel_features(images, sxy, srgb)))
-            # NORMALIZE_SYMMETRIC: K~ = D^-1/2 K D^-1/2 with D = K 1 (the same lattice filters the ones)
-            d_inv_sqrt.append(lattices[-1].filter(torch.ones_like(log_p[:, :1]))[:, 0].add_(1e-20).rsqrt_())
-        # one operator for sum_m w_m K~_m: both kernels' vertices stacked, compat w_m folded in
-        message = LatticeOperator(lattices, d_inv_sqrt, [k[2] * s for k, s in zip(kernels, d_inv_sqrt)]) \
-            if kernels else None
-        q = torch.softmax(log_p, 1)
-        shifted = False
-        if message is not None and all(k[2] >= 0 for k in kernels):
-            # Q sums to 1 over labels and K~ >= 0, so the message of label l at pixel i is at most
-            # b_i = sum_m w_m (K~_m 1)_i, and log p <= 0: shifting log p by -b_i keeps every exponent
-            # <= 0, and the softmax needs no per-iteration max (slow over a short label axis on CPU).
-            # A huge bound (exp(-b) could underflow for all labels) falls back to torch.softmax.
-            bound = message(torch.ones_like(log_p[:, :1]))
-            if bound.max().item() < 50.0:
-                log_p, shifted = log_p - bound, True
-        for _ in range(n_iter):
-            # Q_i(l) ∝ exp(log p_i(l) + sum_m w_m [K~_m Q(l)]_i)
-            energy = message(q).add_(log_p) if message is not None else log_p.clone()
-            if shifted:
-                q = energy.exp_()
-                q.div_(q.sum(1, keepdim=True))
-            else:
-                q = torch.softmax(energy, 1)
-    return q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
+        self.message = None
+        self.bound = None
+        with torch.no_grad(), torch.autocast(device_type=images.device.type, enabled=False):
+            ones = torch.ones(n, 1, device=images.device)
+            lattices, d_inv_sqrt = [], []
+            for sxy, srgb, _ in kernels:
+                lattices.append(PermutohedralLattice(*_pixel_features(images, sxy, srgb)))
+                # NORMALIZE_SYMMETRIC: K~ = D^-1/2 K D^-1/2 with D = K 1 (the same lattice filters the ones)
+                d_inv_sqrt.append(lattices[-1].filter(ones)[:, 0].add_(1e-20).rsqrt_())
+            if kernels:
+                # one operator for sum_m w_m K~_m: both kernels' vertices stacked, compat w_m folded in
+                self.message = LatticeOperator(lattices, d_inv_sqrt, [k[2] * s for k, s in zip(kernels, d_inv_sqrt)])
+                if all(k[2] >= 0 for k in kernels):
+                    # Q sums to 1 over labels and K~ >= 0, so the message of label l at pixel i is at most
+                    # b_i = sum_m w_m (K~_m 1)_i (see refine)
+                    self.bound = self.message(ones)
+
+    @torch.no_grad()
+    def refine(self, probs: torch.Tensor, n_iter: int = 10) -> torch.Tensor:
+        """Mean-field inference (Krähenbühl & Koltun 2011, Alg. 1, with the filtering of their Sec. 4) from
+        probs float (B, C, H, W) summing to 1 over C, on the images' device: Q float32 (B, C, H, W)."""
+        _check_n_iter(n_iter)
+        b, c, h, w = probs.shape
+        if (b, h, w) != self.shape:
+            raise ValueError(f"probs of shape {tuple(probs.shape)} do not fit the CRF's images (B, H, W) = {self.shape}")
+        with torch.autocast(device_type=probs.device.type, enabled=False):
+            # unary: psi_u = -log clip(p)  ->  we carry log p                       (B*H*W, C)
+            log_p = probs.float().clamp(UNARY_CLIP, 1.0).log().permute(0, 2, 3, 1).reshape(b * h * w, c)
+            q = torch.softmax(log_p, 1)
+            shifted = False
+            if self.bound is not None and self.bound.max().item() < 50.0:
+                # log p <= 0: shifting log p by -b_i keeps every exponent <= 0, and the softmax needs no
+                # per-iteration max (slow over a short label axis on CPU). A huge bound (exp(-b) could
+                # underflow for all labels) falls back to torch.softmax.
+                log_p, shifted = log_p - self.bound, True
+            for _ in range(n_iter):
+                # Q_i(l) ∝ exp(log p_i(l) + sum_m w_m [K~_m Q(l)]_i)
+                energy = self.message(q).add_(log_p) if self.message is not None else log_p.clone()
+                if shifted:
+                    q = energy.exp_()
+                    q.div_(q.sum(1, keepdim=True))
+                else:
+                    q = torch.softmax(energy, 1)
+        return q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
+
+
+def crf_inference_torch(images: torch.Tensor, probs: torch.Tensor, *, n_iter: int = 10,
+                        gaussian: tuple[float, float] | None = (3, 3),
+                        bilateral: tuple[float, float, float] | None = (80, 13, 10)) -> torch.Tensor:
+    """Mean-field inference of the dense CRF on the permutohedral lattice (the torch backend):
+    :meth:`DenseCRF.refine` of a :class:`DenseCRF` built for these images.
+
+    The tensors are not checked here; n_iter and the kernel tuples are, as in :func:`dense_crf`.
+    images: uint8 (B, H, W, 3); probs: float (B, C, H, W) summing to 1 over C; same device.
+    Returns Q float32 (B, C, H, W).
+    """
+    _check_n_iter(n_iter)
+    return DenseCRF(images, gaussian=gaussian, bilateral=bilateral).refine(probs, n_iter)
 
 
 # ---------------------------------------------------------------------------------------------------
