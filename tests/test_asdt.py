@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from wsss.data.folder import IGNORE
-from wsss.methods.asdt import ASDT, fuse, pwm_periods, pwm_signal
+from wsss.methods.asdt import ASDT, fuse, pwm_periods, pwm_signal, schedule_counts
 from wsss.losses import split_ce
 from wsss.methods.rrm import RRM, SegHead, cam_sure_mask, reliable_labels
 
@@ -22,9 +22,28 @@ def test_pwm_signal_spends_T_h_of_every_period_on_the_seg_teacher(T, tau, t_h):
     for k in range(3):
         period = highs[k * T:(k + 1) * T]
         assert sum(period) == t_h
-        # one pulse per period, at its end: low for T_l iterations, then high for T_h
-        assert period == [False] * (T - t_h) + [True] * t_h
-    assert not pwm_signal(0, T, tau)
+        # one pulse per period, at its start (public ASDT code): high for T_h iterations, then low for T_l
+        assert period == [True] * t_h + [False] * (T - t_h)
+    assert pwm_signal(0, T, tau) and pwm_signal(T, T, tau) and not pwm_signal(t_h, T, tau)
+
+
+# T=150, tau=5 (T_h=25), 1200 iterations, warm-up 60, counted by hand: the pulses are [150k, 150k+25)
+# for k = 0..7; the first lies inside the warm-up, so ASDT's student learns from the seg-teacher on
+# 7 x 25 = 175 iterations, in 7 full periods (150-300, ..., 1050-1200); the single seg-teacher and the
+# naive teachers on every iteration after the warm-up, 1200 - 60 = 1140.
+@pytest.mark.parametrize("distill, seg, periods", [("alternate", 175, 7), ("class", 0, 0), ("seg", 1140, 0),
+                                                   ("max", 1140, 0), ("mean", 1140, 0)])
+def test_schedule_counts_match_a_hand_count(distill, seg, periods):
+    counts = schedule_counts(1200, 60, distill, 150, 5)
+    assert counts == {"steps_from_class_teacher": 1200 - seg, "steps_from_seg_teacher": seg, "periods": periods}
+
+
+def test_schedule_counts_agree_with_the_method_step_by_step():
+    # a warm-up ending mid-pulse (T=10, tau=4: pulses [0,2), [10,12), ...; warm-up 11 cuts the second)
+    method = ASDT("resnet-tiny", 4, mid=8, T=10, tau=4, warmup=11)
+    used = [method.uses_seg_teacher(t) for t in range(47)]
+    assert used.count(True) == 1 + 2 + 2 + 2 == schedule_counts(47, 11, "alternate", 10, 4)["steps_from_seg_teacher"]
+    assert schedule_counts(47, 11, "alternate", 10, 4)["periods"] == 2       # [20, 30), [30, 40)
 
 
 @pytest.mark.parametrize("T, tau, name", [(0, 5, "T"), (-3, 5, "T"), (1.5, 5, "T"), (150, 0, "tau"),
@@ -167,10 +186,10 @@ def test_asdt_student_follows_the_pwm_signal():
         used.append(out["teacher_st"])
         assert {"cls", "st_ce", "st_str", "s_ce", "s_str"} <= out.keys()
         _finite_backward(method, out)
-    assert used == [float(pwm_signal(t, 4, 1)) for t in range(4)] == [0.0, 0.0, 1.0, 1.0]
+    assert used == [float(pwm_signal(t, 4, 1)) for t in range(4)] == [1.0, 1.0, 0.0, 0.0]
     # a warm-up keeps the student on the class-teacher
     warm = ASDT("resnet-tiny", 4, mid=16, T=4, tau=1, warmup=100, **SMALL_CRF)
-    assert warm(batch, 3)["teacher_st"] == 0.0
+    assert warm(batch, 0)["teacher_st"] == 0.0
     probs = method.predict(batch["image"], fusion="mean")
     assert probs.shape == (2, 4, 32, 32) and torch.allclose(probs.sum(1), torch.ones(2, 32, 32), atol=1e-5)
 

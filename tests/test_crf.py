@@ -388,3 +388,30 @@ def test_several_runs_on_one_set_of_kernels_equal_separate_calls(backend):
             crf.refine(torch.full((1, 4, 24, 20), 0.25), 5)
     with pytest.raises(ValueError, match="at least one"):
         dense_crf_runs(images, [], **kw)
+
+
+@pytest.mark.parametrize("normalize, scale, use_mask", [(False, 1.0, False), (True, 0.5, False), (True, 1.0, True)])
+def test_one_energy_kernel_for_several_heads_equals_separate_losses(normalize, scale, use_mask):
+    """CRFEnergy builds the lattice (and Z) once; the loss and gradient of each head on it are those of a
+    separate dense_crf_loss call (ASDT's L_str of the seg-teacher and of the student in one step)."""
+    from wsss.refine import CRFEnergy
+
+    g = torch.Generator().manual_seed(4)
+    images = torch.randint(0, 256, (2, 20, 24, 3), dtype=torch.uint8, generator=g)
+    mask = (torch.rand(2, 20, 24, generator=g) > 0.2).float() if use_mask else None
+    heads = [torch.randn(2, 5, 20, 24, generator=g).requires_grad_() for _ in range(2)]
+    kw = dict(sigma_xy=6.0, sigma_rgb=15.0, scale=scale, normalize=normalize, mask=mask)
+    energy = CRFEnergy(images, **kw)
+    for logits in heads:
+        probs = logits.softmax(1)
+        weight = 1 - probs.detach().amax(1)
+        shared = energy(probs, weight=weight)
+        (g_shared,) = torch.autograd.grad(shared, logits)
+        alone = dense_crf_loss(images, logits.softmax(1), weight=weight, **kw)
+        (g_alone,) = torch.autograd.grad(alone, logits)
+        assert shared.item() == pytest.approx(alone.item(), rel=1e-5, abs=1e-7)
+        assert torch.allclose(g_shared, g_alone, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="do not match"):
+        energy(torch.full((1, 5, 20, 24), 0.2))
+    with pytest.raises(ValueError, match="apply softmax first"):
+        energy(heads[0].detach())

@@ -55,7 +55,7 @@ def test_step_timing_skips_the_label_work_only_in_the_network_only_step(monkeypa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(model, "pseudo_labels", counting)
-    timing = step_timing(model, _batch(), steps=3, warmup=1, step=3)        # t=3: an ASDT seg-teacher step
+    timing = step_timing(model, _batch(), steps=3, warmup=1, step=4)        # t=4: an ASDT seg-teacher step
     # the whole step builds labels 4 times (1 warm-up + 3 timed); the network-only pass once (its first step)
     assert calls["n"] == 4 + 1
     assert set(timing) == {"full_ms", "network_ms", "other_ms", "other_fraction"}
@@ -69,11 +69,11 @@ def test_step_timing_skips_the_label_work_only_in_the_network_only_step(monkeypa
 def test_network_only_step_reuses_the_labels_and_drops_l_str():
     torch.manual_seed(0)
     model = ASDT(num_classes=4, **{**SMALL, "warmup": 0})
-    full = model(_batch(), 3)
+    full = model(_batch(), 4)
     assert full["s_str"] > 0
     model.timing_network_only = True
-    first = model(_batch(), 3)
-    again = model(_batch(), 3)
+    first = model(_batch(), 4)
+    again = model(_batch(), 4)
     assert first["s_str"] == 0 and again["s_str"] == 0
     assert torch.allclose(first["s_ce"], again["s_ce"]) and again["teacher_st"] == 1.0
 

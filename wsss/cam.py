@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .data.folder import IGNORE
 from .data.transforms import normalize
-from .ops import channels_last
+from .ops import channels_last, class_argmax
 from .refine.crf import dense_crf_runs
 
 # PSA's and RRM's background powers: (1 - max CAM)^4 is a strong background, ^32 a weak one
@@ -113,9 +113,9 @@ def combine_labels(q_low: torch.Tensor, q_high: torch.Tensor, unreliable: torch.
     weak-background run (high k) still says background, 255 in the band between; then 255 wherever
     ``unreliable`` (B, H, W) bool is set (RRM's reliability masks).
     """
-    label = q_low.argmax(1)
+    label = class_argmax(q_low)
     label[label == 0] = IGNORE
-    label[q_high.argmax(1) == 0] = 0
+    label[class_argmax(q_high) == 0] = 0
     if unreliable is not None:
         label[unreliable] = IGNORE
     return label

@@ -19,8 +19,8 @@ import torch
 
 from .data import DATASETS, DatasetError, build_dataset
 from .data.synthetic import ensure_benchmark
-from .profiles import BENCHMARK, PROFILES as NOTEBOOK_PROFILES, default_workers, pixels, profile_settings, scaled_bilateral  # noqa: F401
-from .records import miou_record, ordering_verdict, pair_verdict  # noqa: F401
+from .profiles import BENCHMARK, PROFILES as NOTEBOOK_PROFILES, default_workers, head_dilation, pixels, profile_settings, scaled_bilateral  # noqa: F401
+from .records import mean_std, miou_record, ordering_verdict, pair_verdict  # noqa: F401
 
 # Names IPython puts in a kernel's namespace by itself.
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}

@@ -50,3 +50,50 @@ def predictor(model: ASDT, outputs, *, crf_bilateral: tuple[float, float, float]
         return out
 
     return predict
+
+
+def label_work_breakdown(model: ASDT, batch: dict, *, repeats: int = 5) -> dict:
+    """Milliseconds of each piece of an ASDT step's label work on one batch (median of ``repeats``), on
+    the model's device: the class-teacher's CAM (a forward pass, for reference), RRM's two CRF runs, the
+    reliability masks and label, B^st's CRF, L_str's kernel (Eq. 6, built once per step) and the two
+    heads' L_str forward and backward on it. Shows where the time of :func:`wsss.experiments.step_timing`'s
+    "the rest" goes."""
+    import time
+
+    from ..cam import background_crf_runs, combine_labels
+    from ..methods.rrm import CAM_GAUSSIAN, structure_kernel, structure_loss, unreliable_mask
+
+    images, tags = batch["image"], batch["labels"]
+    sync = (lambda: torch.cuda.synchronize(images.device)) if images.device.type == "cuda" else (lambda: None)
+
+    def timed(fn):
+        times, out = [], None
+        for _ in range(repeats + 1):
+            sync()
+            start = time.perf_counter()
+            out = fn()
+            sync()
+            times.append(1000 * (time.perf_counter() - start))
+        return sorted(times[1:])[repeats // 2], out
+
+    model.train()
+    ms = {}
+    ms["class-teacher forward and CAM"], (_, _, cams) = timed(lambda: model.class_teacher(images, tags))
+    ms["RRM: two CRF runs (k=4, k=32)"], (q_low, q_high) = timed(lambda: background_crf_runs(
+        images, cams, gaussian=CAM_GAUSSIAN, bilateral=model.crf_bilateral, backend=model.crf_backend))
+
+    ms["RRM: reliability masks and label"], target = timed(
+        lambda: combine_labels(q_low, q_high, unreliable_mask(q_low, q_high, cams)))
+    with torch.no_grad():
+        p_st, p_s = branch_probs(model, images)
+    ms["B^st: CRF of P^st"], _ = timed(lambda: model.seg_side_label(images, cams, p_st))
+    ms["L_str: kernel G (Eq. 6), once per step"], kernel = timed(lambda: structure_kernel(images, sigma_xy=model.str_sigma_xy))
+
+    def two_losses():
+        probs = [p.clone().requires_grad_() for p in (p_st, p_s)]
+        loss = sum(structure_loss(images, p, target, kernel=kernel) for p in probs)
+        loss.backward()
+        return loss
+
+    ms["L_str: both heads, forward and backward"], _ = timed(two_losses)
+    return ms

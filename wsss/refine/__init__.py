@@ -1,4 +1,4 @@
 """Refinement of CAMs and probability maps: dense CRF (two backends), CRF labels, the dense-CRF loss; later PAMR, PAR, VARM."""
-from .crf import DenseCRF, crf_label, dense_crf, dense_crf_batch, dense_crf_loss, dense_crf_runs
+from .crf import CRFEnergy, DenseCRF, crf_label, dense_crf, dense_crf_batch, dense_crf_loss, dense_crf_runs
 
-__all__ = ["DenseCRF", "crf_label", "dense_crf", "dense_crf_batch", "dense_crf_loss", "dense_crf_runs"]
+__all__ = ["CRFEnergy", "DenseCRF", "crf_label", "dense_crf", "dense_crf_batch", "dense_crf_loss", "dense_crf_runs"]

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ops import channels_last
+from ..ops import channels_last, class_argmax
 from .lattice import LatticeOperator, PermutohedralLattice, lattice_filter
 
 BACKENDS = ("auto", "torch", "pydensecrf")
@@ -270,7 +270,7 @@ def crf_label(images: torch.Tensor, probs: torch.Tensor, *, n_iter: int = 10,
     probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
     q = dense_crf_batch(images.cpu() if backend == "pydensecrf" else images, probs, n_iter=n_iter,
                         gaussian=gaussian, bilateral=bilateral, backend=backend)
-    return q.argmax(1).to(probs.device)
+    return class_argmax(q).to(probs.device)
 
 
 def _refine(images, probs, probs_arg, n_iter, gaussian, bilateral, backend, device) -> torch.Tensor:
@@ -440,10 +440,25 @@ def exact_gaussian_filter(features: torch.Tensor, values: torch.Tensor, n_per_im
     return out
 
 
-def _check_loss_values(images: torch.Tensor, probs: torch.Tensor, mask: torch.Tensor | None) -> None:
-    """dense_crf_loss's value checks on shape-checked inputs (rules in its docstring), one sync."""
+def _check_image_values(images: torch.Tensor) -> None:
+    """A CRF loss's images hold 0-255 values: uint8, or integer / float values in [0, 255] (not [0, 1]-scaled,
+    not mean/std-normalised, no NaN)."""
     if images.dtype == torch.bool or images.is_complex():
         raise TypeError(f"images must be uint8 (B, H, W, 3) or hold 0-255 values, got dtype {images.dtype}")
+    if images.dtype == torch.uint8 or images.numel() == 0:
+        return
+    lo, hi = (v.item() for v in torch.aminmax(images.double()))
+    problem = ("NaN" if math.isnan(lo) or math.isnan(hi) else f"min {round(lo, 4)!r}" if lo < 0
+               else f"max {round(hi, 4)!r}" if hi > 255.5 or (images.is_floating_point() and 0 < hi <= 1)
+               else None)
+    if problem:
+        raise ValueError(f"images must hold 0-255 values (uint8 or float), got {problem}: pass the uint8 "
+                         f"image, not a normalised one")
+
+
+def _check_loss_values(probs: torch.Tensor, mask: torch.Tensor | None) -> None:
+    """A CRF loss's probs are probabilities over axis 1 (within 1e-3, or 2 eps of a half dtype; over the
+    mask's pixels), one sync; NaN passes (a diverged network: the training loop reports the NaN loss)."""
     if probs.numel() == 0:
         raise ValueError("probs must hold at least one class and one pixel")
     p = probs.detach()
@@ -453,21 +468,9 @@ def _check_loss_values(images: torch.Tensor, probs: torch.Tensor, mask: torch.Te
     if mask is not None:
         off = off.masked_fill(mask.to(off.device) == 0, 0)
     stats.append(off.amax())
-    check_images = images.dtype != torch.uint8
-    if check_images:
-        stats += list(torch.aminmax(images))
-    values = torch.stack([v.double() for v in stats]).tolist()
-    if check_images:
-        lo, hi = values[3:]
-        problem = ("NaN" if math.isnan(lo) or math.isnan(hi) else f"min {round(lo, 4)!r}" if lo < 0
-                   else f"max {round(hi, 4)!r}" if hi > 255.5 or (images.is_floating_point() and 0 < hi <= 1)
-                   else None)
-        if problem:
-            raise ValueError(f"images must hold 0-255 values (uint8 or float), got {problem}: pass the uint8 "
-                             f"image, not a normalised one")
-    lo, hi, err = values[:3]
+    lo, hi, err = torch.stack([v.double() for v in stats]).tolist()
     if any(math.isnan(v) for v in (lo, hi, err)):
-        return      # a diverged network: the loss is NaN and the training loop reports it
+        return
     tol = max(1e-3, 2 * torch.finfo(p.dtype).eps)
     if not (lo >= -tol and hi <= 1 + tol and err <= tol):
         raise ValueError(f"probs must be probabilities (in [0, 1], summing to 1 over the class axis 1), got "
@@ -518,7 +521,18 @@ def dense_crf_loss(images, probs: torch.Tensor, *, sigma_xy: float = 80.0, sigma
     report; images uint8, or integer / float values in [0, 255] - a floating image whose max lies in
     (0, 1] (a [0, 1]-scaled image) or with negative values (a mean/std-normalised one) is refused.
     These value checks cost one min/max pass over images and probs and one sum over C, one sync.
+    :class:`CRFEnergy` builds the kernel once for several calls on the same images.
     """
+    _check_loss_options(sigma_xy, sigma_rgb, scale, kernel)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction={reduction!r} is not known; choose 'mean' or 'sum'")
+    images = _check_loss_shapes(images, probs, {"weight": weight, "mask": mask})
+    energy = CRFEnergy(images, sigma_xy=sigma_xy, sigma_rgb=sigma_rgb, scale=scale, mask=mask, normalize=normalize,
+                       kernel=kernel)
+    return energy(probs, weight=weight, reduction=reduction)
+
+
+def _check_loss_options(sigma_xy, sigma_rgb, scale, kernel) -> None:
     for name, v in (("sigma_xy", sigma_xy), ("sigma_rgb", sigma_rgb), ("scale", scale)):
         if not _is_real(v):
             raise TypeError(f"{name} must be a number, got {v!r}")
@@ -526,10 +540,12 @@ def dense_crf_loss(images, probs: torch.Tensor, *, sigma_xy: float = 80.0, sigma
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
     if scale > 1:
         raise ValueError(f"scale must lie in (0, 1] (a fraction of the resolution), got {scale!r}")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction={reduction!r} is not known; choose 'mean' or 'sum'")
     if kernel not in ("lattice", "exact"):
         raise ValueError(f"kernel={kernel!r} is not known; choose 'lattice' or 'exact'")
+
+
+def _check_loss_shapes(images, probs, maps: dict) -> torch.Tensor:
+    """Types and shapes of a CRF loss's inputs: images (B, H, W, 3) as a tensor on probs' device."""
     if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
         raise TypeError(f"probs must be a float tensor (B, C, H, W), got {getattr(probs, 'dtype', type(probs))}")
     images = _as_tensor(images).to(probs.device)
@@ -537,45 +553,97 @@ def dense_crf_loss(images, probs: torch.Tensor, *, sigma_xy: float = 80.0, sigma
             tuple(images.shape[:3]) != (probs.shape[0], *probs.shape[2:]):
         raise ValueError(f"images {tuple(images.shape)} and probs {tuple(probs.shape)} do not match: "
                          f"expected (B, H, W, 3) and (B, C, H, W)")
-    for name, t in (("weight", weight), ("mask", mask)):
+    for name, t in maps.items():
         if t is not None and not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a tensor (B, H, W) or None, got {type(t).__name__}")
         if t is not None and tuple(t.shape) != (probs.shape[0], *probs.shape[2:]):
             raise ValueError(f"{name} must be (B, H, W) = {(probs.shape[0], *probs.shape[2:])}, "
                              f"got {tuple(t.shape)}")
-    _check_loss_values(images, probs, mask)
-    with torch.autocast(device_type=probs.device.type, enabled=False):
-        s = probs.float() if probs.dtype in (torch.float16, torch.bfloat16) else probs
-        img = images.to(s.dtype)
-        w = None if weight is None else weight.to(s.dtype)
-        m = None if mask is None else mask.to(s.dtype)
-        if scale != 1.0:
-            size = (max(1, round(s.shape[2] * scale)), max(1, round(s.shape[3] * scale)))
-            s = F.interpolate(s, size=size, mode="bilinear", align_corners=False)
-            img = F.interpolate(img.permute(0, 3, 1, 2), size=size, mode="nearest").permute(0, 2, 3, 1)
-            w = None if w is None else F.interpolate(w[:, None], size=size, mode="bilinear",
-                                                     align_corners=False)[:, 0]
-            m = None if m is None else F.interpolate(m[:, None], size=size, mode="nearest")[:, 0]
-        b, c, h, wd = s.shape
-        flat = s.permute(0, 2, 3, 1).reshape(b * h * wd, c)                            # (B*H*W, C)
-        row, col = flat, 1.0 - flat                                                     # S and 1 - S
-        if m is not None:
-            row, col = row * m.reshape(-1, 1), col * m.reshape(-1, 1)
-        if w is not None:
-            row = row * w.reshape(-1, 1)
-        feats, batch = _pixel_features(img.detach(), sigma_xy * scale, sigma_rgb)
-        if kernel == "lattice":
-            lattice = PermutohedralLattice(feats, batch)
+    return images
 
-            def kernel_times(x):
-                return lattice_filter(lattice, x)
-        else:
-            def kernel_times(x):
-                return _ExactGaussian.apply(x, feats, h * wd)
-        if normalize:   # Z_i = sum_j W_ij m_j, a constant of S
-            ones = flat.detach().new_ones(b * h * wd, 1) if m is None else m.reshape(-1, 1).detach()
-            with torch.no_grad():
-                z = kernel_times(ones).clamp_min(1e-20)                                # (B*H*W, 1)
-            row = row / z
-        energy = (row * kernel_times(col)).sum()                                        # sum_c row_c^T W col_c
-        return energy / (b * h * wd if reduction == "mean" else b)
+
+class CRFEnergy:
+    """The dense-CRF energy of :func:`dense_crf_loss` with its kernel built once per batch of images.
+
+    images: uint8 (B, H, W, 3) (or 0-255 values); sigma_xy, sigma_rgb, scale, mask, normalize, kernel as in
+    :func:`dense_crf_loss`. The pixel features, the permutohedral lattice and (``normalize``) the row sums
+    Z are computed here, once; every call ``energy(probs, weight=None, reduction="mean")`` on the same
+    images reuses them, e.g. ASDT's L_str of the seg-teacher and of the student in one step. A call gives
+    the value :func:`dense_crf_loss` gives for the same arguments (the tests hold them to 1e-5).
+    """
+
+    def __init__(self, images, *, sigma_xy: float = 80.0, sigma_rgb: float = 15.0, scale: float = 1.0,
+                 mask: torch.Tensor | None = None, normalize: bool = False, kernel: str = "lattice"):
+        _check_loss_options(sigma_xy, sigma_rgb, scale, kernel)
+        images = _as_tensor(images)
+        if images.ndim != 4 or images.shape[3] != 3:
+            raise ValueError(f"images must be (B, H, W, 3), got {tuple(images.shape)}")
+        if mask is not None:
+            if not isinstance(mask, torch.Tensor):
+                raise TypeError(f"mask must be a tensor (B, H, W) or None, got {type(mask).__name__}")
+            if tuple(mask.shape) != tuple(images.shape[:3]):
+                raise ValueError(f"mask must be (B, H, W) = {tuple(images.shape[:3])}, got {tuple(mask.shape)}")
+        _check_image_values(images)
+        self.images, self.mask, self.scale, self.normalize = images, mask, scale, normalize
+        b, h, w = images.shape[:3]
+        self.size = (max(1, round(h * scale)), max(1, round(w * scale))) if scale != 1.0 else (h, w)
+        with torch.no_grad(), torch.autocast(device_type=images.device.type, enabled=False):
+            img = images.float()
+            m = None if mask is None else mask.to(images.device, torch.float32)
+            if scale != 1.0:    # images and mask nearest, as the rloss code
+                img = F.interpolate(img.permute(0, 3, 1, 2), size=self.size, mode="nearest").permute(0, 2, 3, 1)
+                m = None if m is None else F.interpolate(m[:, None], size=self.size, mode="nearest")[:, 0]
+            self._m = None if m is None else m.reshape(-1, 1)                           # (B*h*w, 1)
+            self._img, self._sigmas, self._kernel = img, (sigma_xy * scale, sigma_rgb), kernel
+            self._lattice = PermutohedralLattice(*_pixel_features(img, *self._sigmas)) if kernel == "lattice" else None
+        self._by_dtype: dict = {}       # dtype -> (W x, Z): the exact kernel and Z in the probs' precision
+
+    def _kernel_and_z(self, dtype: torch.dtype):
+        if dtype not in self._by_dtype:
+            if self._lattice is not None:
+                lattice = self._lattice
+
+                def kernel_times(x):
+                    return lattice_filter(lattice, x)
+            else:
+                feats, _ = _pixel_features(self._img.to(dtype), *self._sigmas)
+                n_per_image = self.size[0] * self.size[1]
+
+                def kernel_times(x):
+                    return _ExactGaussian.apply(x, feats, n_per_image)
+            z = None
+            if self.normalize:       # Z_i = sum_j W_ij m_j, a constant of S
+                n = self._img.shape[0] * self.size[0] * self.size[1]
+                ones = torch.ones(n, 1, dtype=dtype, device=self._img.device) if self._m is None else self._m.to(dtype)
+                with torch.no_grad():
+                    z = kernel_times(ones).clamp_min(1e-20)                             # (B*h*w, 1)
+            self._by_dtype[dtype] = kernel_times, z
+        return self._by_dtype[dtype]
+
+    def __call__(self, probs: torch.Tensor, weight: torch.Tensor | None = None,
+                 reduction: str = "mean") -> torch.Tensor:
+        """E(S) of probs S float (B, C, H, W) (softmax output) with row weight ``weight`` (B, H, W) or None."""
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction={reduction!r} is not known; choose 'mean' or 'sum'")
+        images = _check_loss_shapes(self.images, probs, {"weight": weight})
+        _check_loss_values(probs, self.mask)
+        with torch.autocast(device_type=probs.device.type, enabled=False):
+            s = probs.float() if probs.dtype in (torch.float16, torch.bfloat16) else probs
+            w = None if weight is None else weight.to(s.dtype)
+            if self.scale != 1.0:
+                s = F.interpolate(s, size=self.size, mode="bilinear", align_corners=False)
+                w = None if w is None else F.interpolate(w[:, None], size=self.size, mode="bilinear",
+                                                         align_corners=False)[:, 0]
+            b, c, h, wd = s.shape
+            flat = s.permute(0, 2, 3, 1).reshape(b * h * wd, c)                        # (B*H*W, C)
+            row, col = flat, 1.0 - flat                                                 # S and 1 - S
+            if self._m is not None:
+                m = self._m.to(s.dtype)
+                row, col = row * m, col * m
+            if w is not None:
+                row = row * w.reshape(-1, 1)
+            kernel_times, z = self._kernel_and_z(s.dtype)
+            if z is not None:
+                row = row / z
+            energy = (row * kernel_times(col)).sum()                              # sum_c row_c^T W col_c
+            return energy / (b * h * wd if reduction == "mean" else b)
