@@ -182,11 +182,19 @@ def test_asdt_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
     assert len(result["table5"]) == 6 and {r["tau"] for r in result["fig6_tau"]} == {1, 3, 5, 9}
     assert {r["T"] for r in result["fig6_T"]} == {20, 50, 150, 250}
     values = [r["miou"] for r in result["table5"] + result["fig6_T"] + result["fig6_tau"]]
-    values += [r[k] for r in result["table4"] for k in ("P^st", "P^s", "P") if r[k] is not None]
+    values += [r[k]["miou"] for r in result["table4"] for k in ("P^st", "P^s", "P") if r[k] is not None]
     assert values and all(0.0 <= v <= 1.0 for v in values)
+    # the central rows over the smoke profile's 2 seeds, each seed's value kept
+    seeds = result["table4_seeds"]
+    assert seeds["seeds"] == [0, 1] and len(seeds["Alternative dual teacher"]["P"]) == 2
+    assert "Naive dual teacher (mean)" not in seeds and seeds["Single class-teacher"].keys() == {"P^s"}
+    # how each variant's student was taught, counted for steps=6, warmup=2, T=20, tau=3 (T_h=5: pulse 0-4)
+    assert result["schedule"]["Alternative dual teacher"] == {"steps_from_class_teacher": 3, "steps_from_seg_teacher": 3,
+                                                              "periods": 0}
+    assert result["schedule"]["Single seg-teacher"]["steps_from_seg_teacher"] == 4
     assert 0.0 <= result["retrain"]["deeplab_val_miou"] <= 1.0
-    assert result["step_timing_ms"] and result["parameters"]["T"] == "20"
-    for name in ("architecture", "pwm", "training", "branches", "fig6"):
+    assert result["step_timing_ms"] and result["label_work_ms"] and result["parameters"]["T"] == "20"
+    for name in ("architecture", "pwm", "training", "branches", "rrm_labels", "fig6"):
         assert (out / "figures" / f"asdt_{name}.png").is_file(), name
 
 

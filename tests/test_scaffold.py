@@ -16,13 +16,29 @@ from wsss.refine import crf_label, dense_crf_batch
 PACKAGE = Path(__file__).resolve().parent.parent / "wsss"
 
 
+@pytest.mark.parametrize("profile", ["quick", "full", "paper"])
+def test_asdt_profiles_are_miniatures_of_the_paper_schedule(profile):
+    """DESIGN "Profiles" and issue 10: with the paper's T=150, tau=5, every profile but smoke keeps the
+    warm-up <= 10% of the run, >= 7 full PWM periods after it, the share of post-warm-up iterations on
+    the seg-teacher within 10% of 1/(1 + tau), and Table 4's central rows over >= 3 seeds."""
+    from wsss.methods.asdt import schedule_counts
+
+    s = profile_settings("asdt", profile)
+    assert s["warmup"] <= 0.1 * s["steps"] and s["seeds"] >= 3
+    counts = schedule_counts(s["steps"], s["warmup"], "alternate", 150, 5)
+    assert counts["periods"] >= 7
+    share = counts["steps_from_seg_teacher"] / (s["steps"] - s["warmup"])
+    assert abs(share - 1 / 6) <= 0.1 / 6
+    assert 0.6 <= s["crop"] / s["image_px"] <= 0.9            # a crop of the image, as 321 of 500x375 px
+
+
 def test_every_notebook_has_every_profile_and_overrides_are_checked():
     for notebook in ("basics", "asdt"):
         for profile in PROFILES:
             assert profile_settings(notebook, profile)["image_px"] > 0
     quick = profile_settings("asdt", "quick", steps=None, warmup=10)
-    assert quick["steps"] == 300 and quick["warmup"] == 10
-    assert profile_settings("asdt", "quick")["warmup"] == 150          # a fresh copy each time
+    assert quick["steps"] == 1200 and quick["warmup"] == 10
+    assert profile_settings("asdt", "quick")["warmup"] == 60           # a fresh copy each time
     with pytest.raises(ValueError, match=r"asdt settings have no \['stepz'\]"):
         profile_settings("asdt", "quick", stepz=3)
     with pytest.raises(ValueError, match="no settings for notebook 'nope'"):
