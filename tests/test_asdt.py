@@ -168,6 +168,11 @@ def test_rrm_step_and_predict():
     assert lr_mults == [1.0, 2.0, 10.0, 20.0]          # backbone weights, biases; new weights, biases
     n = sum(len(g["params"]) for g in method.param_groups())
     assert n == len(list(method.parameters()))
+    # no weight decay on biases (RRM/ASDT code); the optimizer keeps the groups' own decay
+    from wsss.train import TrainConfig, build_optimizer
+    opt = build_optimizer(method, TrainConfig(steps=1, optimizer="sgd", weight_decay=1e-5))
+    decay = {g["lr_mult"]: g["weight_decay"] for g in opt.param_groups}
+    assert decay == {1.0: 1e-5, 2.0: 0.0, 10.0: 1e-5, 20.0: 0.0}
 
 
 def test_rrm_multiscale_cam_option():
