@@ -19,6 +19,7 @@ import torch
 
 from .data import DATASETS, DatasetError, build_dataset
 from .data.synthetic import ensure_benchmark
+from .data.tags import describe_tags, tag_report
 from .profiles import BENCHMARK, PROFILES as NOTEBOOK_PROFILES, default_workers, head_dilation, pixels, profile_settings, scaled_bilateral  # noqa: F401
 from .records import mean_std, miou_record, ordering_verdict, pair_verdict  # noqa: F401
 
@@ -120,7 +121,9 @@ def open_data(dataset: str, data_root, profile: str, seed: int, *, train_transfo
     """(root, train set, val set) with the dataset's usual splits (:data:`DEFAULT_SPLITS`).
 
     The synthetic benchmark is generated on first use and cached. A VOC-layout folder of one's own that
-    has neither train_aug.txt nor SBD beside it is trained on its "train" split (and says so).
+    has neither train_aug.txt nor SBD beside it is trained on its "train" split (and says so). Prints how
+    informative the train split's tags are (:func:`wsss.data.tags.tag_report`), with a warning when
+    they separate the classes poorly.
     """
     train_split, val_split = DEFAULT_SPLITS[dataset]
     if dataset == "synthetic":
@@ -139,6 +142,7 @@ def open_data(dataset: str, data_root, profile: str, seed: int, *, train_transfo
         print(f"{root}: no train_aug split and no SBD to build it from; training on the 'train' split")
         train = build_dataset(dataset, root, "train", transform=train_transform, with_clicks=with_clicks)
     val = build_dataset(dataset, root, val_split)
+    print(describe_tags(tag_report(train)))
     return root, train, val
 
 
