@@ -11,6 +11,25 @@ def tiny_benchmark(tmp_path_factory):
     return write_benchmark(tmp_path_factory.mktemp("bench") / "synthetic", "tiny", seed=0, progress=False)
 
 
+@pytest.fixture(scope="session")
+def photo_folder(tiny_benchmark, tmp_path_factory):
+    """A VOC-layout folder of one's own with photo-sized images: the tiny benchmark blown up 8x (384 px),
+    classes.txt beside it, no tag file (tags come from the masks)."""
+    dst = tmp_path_factory.mktemp("photos") / "photos"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (dst / sub).mkdir(parents=True)
+    for f in (tiny_benchmark / "ImageSets" / "Segmentation").iterdir():
+        (dst / "ImageSets" / "Segmentation" / f.name).write_text(f.read_text())
+    (dst / "classes.txt").write_text((tiny_benchmark / "classes.txt").read_text())
+    for jpg in (tiny_benchmark / "JPEGImages").iterdir():
+        im = Image.open(jpg)
+        im.resize((im.width * 8, im.height * 8), Image.BILINEAR).save(dst / "JPEGImages" / jpg.name, quality=95)
+    for png in (tiny_benchmark / "SegmentationClass").iterdir():
+        m = Image.open(png)
+        m.resize((m.width * 8, m.height * 8), Image.NEAREST).save(dst / "SegmentationClass" / png.name)
+    return dst
+
+
 def write_voc_folder(root, names, *, size=(16, 20), classes=("background", "cat", "dog"), masks=None):
     """A minimal VOC-layout folder: images, palette masks, one split 'train', classes.txt."""
     (root / "JPEGImages").mkdir(parents=True)

@@ -151,21 +151,27 @@ def test_compare_prints_what_changed_with_the_seeds_spread(tmp_path, capsys):
     assert "2 numbers differ" in out and "table5[0].miou" in out and "wall_time" not in out
 
 
-def test_basics_runs_on_any_voc_layout_folder(tmp_path, tiny_benchmark):
-    """`papermill basics.ipynb out.ipynb -p dataset voc -p data_root DIR` on a folder with a classes.txt."""
+def test_basics_runs_on_any_voc_layout_folder(tmp_path, photo_folder, monkeypatch):
+    """`papermill basics.ipynb out.ipynb -p dataset voc -p data_root DIR` on a folder of photo-sized images
+    with a classes.txt: at the small profiles the notebook works on a downsized, cached copy."""
     import papermill
 
+    monkeypatch.setenv("WSSS_DATA", str(tmp_path / "cache"))         # the kernel inherits it
+    monkeypatch.delenv("WSSS_PROFILE", raising=False)                 # quick's own downsizing (64 px), few steps
     out = tmp_path / "out"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "basics.ipynb"), str(tmp_path / "basics.ipynb"),
-                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "classifier_steps": 4,
+    nb = papermill.execute_notebook(str(ROOT / "notebooks" / "basics.ipynb"), str(tmp_path / "basics.ipynb"),
+                               parameters={"dataset": "voc", "data_root": str(photo_folder), "profile": "quick",
+                                           "classifier_steps": 4,
                                            "segmentation_steps": 4, "out_dir": str(out)},
                                cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
-    # the test suite runs notebooks at the smoke profile (WSSS_PROFILE, set in conftest.py)
-    result = json.loads((out / "results" / "basics-smoke.json").read_text())
+    result = json.loads((out / "results" / "basics-quick.json").read_text())
     for key in ("fully_supervised_miou", "cam_miou", "cam_crf_miou"):
         assert 0.0 <= result[key] <= 1.0
     assert result["wall_time_s"] > 0 and result["dataset"] == "voc"
     assert (out / "figures" / "basics_cams.png").is_file()
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "short side brought to 64 px" in printed and "object classes per image" in printed
+    assert list((tmp_path / "cache" / "resized").iterdir())
 
 
 def test_asdt_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):

@@ -19,6 +19,7 @@ import torch
 
 from .data import DATASETS, DatasetError, build_dataset
 from .data.synthetic import ensure_benchmark
+from .data.resized import ensure_resized, profile_image_px
 from .data.tags import describe_tags, tag_report
 from .profiles import BENCHMARK, PROFILES as NOTEBOOK_PROFILES, default_workers, head_dilation, pixels, profile_settings, scaled_bilateral  # noqa: F401
 from .records import mean_std, miou_record, ordering_verdict, pair_verdict  # noqa: F401
@@ -121,7 +122,9 @@ def open_data(dataset: str, data_root, profile: str, seed: int, *, train_transfo
     """(root, train set, val set) with the dataset's usual splits (:data:`DEFAULT_SPLITS`).
 
     The synthetic benchmark is generated on first use and cached. A VOC-layout folder of one's own that
-    has neither train_aug.txt nor SBD beside it is trained on its "train" split (and says so). Prints how
+    has neither train_aug.txt nor SBD beside it is trained on its "train" split (and says so). At
+    ``smoke`` and ``quick`` a real dataset is read from a downsized, cached copy
+    (:func:`wsss.data.resized.ensure_resized`), and the returned root is that copy. Prints how
     informative the train split's tags are (:func:`wsss.data.tags.tag_report`), with a warning when
     they separate the classes poorly.
     """
@@ -132,16 +135,28 @@ def open_data(dataset: str, data_root, profile: str, seed: int, *, train_transfo
         root = Path(data_root)
         if not root.exists():
             raise FileNotFoundError(f"data_root {root} does not exist")
+    image_px = None if dataset == "synthetic" else profile_image_px(profile)
+    kwargs = dict(transform=None if image_px else train_transform, with_clicks=with_clicks)
     try:
-        train = build_dataset(dataset, root, train_split, transform=train_transform, with_clicks=with_clicks)
+        train = build_dataset(dataset, root, train_split, **kwargs)
     except DatasetError:
         splits = root / "ImageSets" / "Segmentation"
         # only a missing train_aug (and no SBD to build it) falls back; a broken train_aug.txt is the user's to fix
         if not (dataset == "voc" and not (splits / "train_aug.txt").exists() and (splits / "train.txt").is_file()):
             raise
         print(f"{root}: no train_aug split and no SBD to build it from; training on the 'train' split")
-        train = build_dataset(dataset, root, "train", transform=train_transform, with_clicks=with_clicks)
-    val = build_dataset(dataset, root, val_split)
+        train_split = "train"
+        train = build_dataset(dataset, root, train_split, **kwargs)
+    val = build_dataset(dataset, root, val_split, with_clicks=with_clicks and bool(image_px))
+    if image_px:
+        copy = ensure_resized(f"{dataset}{'-clicks' if with_clicks else ''}", root, {train_split: train, val_split: val},
+                              image_px)
+        print(f"{root}: at profile {profile!r} the notebook works on a copy with each image's short side brought to "
+              f"{image_px} px (the benchmark's size), made once and cached in {copy}; 'full' and 'paper' read the "
+              f"original at full resolution")
+        train = build_dataset("voc", copy, train_split, transform=train_transform, with_clicks=with_clicks)
+        val = build_dataset("voc", copy, val_split)
+        root = copy
     print(describe_tags(tag_report(train)))
     return root, train, val
 

@@ -26,6 +26,8 @@ def build_dataset(name: str, root: str | Path, split: str, *, transform: Callabl
     split whose masks hold no object at all (e.g. objects drawn with 255) is refused here too.
     """
     common = dict(transform=transform, with_clicks=with_clicks, click_seed=click_seed, **kwargs)
+    if name in ("coco", "cocostuff10k") and (Path(root) / "resized.json").is_file():
+        name = "voc"        # a downsized copy (wsss.data.resized) is in the VOC layout, whatever it came from
     if name == "synthetic":
         dataset = VOCLayoutDataset(root, split, **common)
         dataset.check_has_foreground()
