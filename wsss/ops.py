@@ -30,3 +30,29 @@ def class_argmax(scores: torch.Tensor) -> torch.Tensor:
     these layouts (0.25 vs 1.6 ms on (4, 7, 48, 48), one thread), and a training step takes several.
     """
     return scores.max(1).indices
+
+
+def present_argmax(scores: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+    """argmax over background + the image's tagged classes only: scores (B, K+1, H, W), tags multi-hot
+    (B, K) -> int64 (B, H, W). "The argument of the maximum of the presence labels including a
+    background category" (SSDD Sec. 4.1; PSA and AFA restrict their labels the same way)."""
+    present = torch.cat([torch.ones_like(tags[:, :1]), tags], 1).bool()            # (B, K+1)
+    return class_argmax(scores.masked_fill(~present[:, :, None, None], float("-inf")))
+
+
+@torch.no_grad()
+def multiscale_probs(probs_fn, images: torch.Tensor, scales=(1.0,), flip: bool = True) -> torch.Tensor:
+    """Test-time augmentation shared by the notebooks: ``probs_fn(uint8 images) -> (B, C, h, w)`` class
+    probabilities at each of ``scales`` (bilinear resize of the image) and, with ``flip``, of its mirror
+    image, each resized to the input and averaged. images uint8 (B, 3, H, W); returns (B, C, H, W)."""
+    size = images.shape[2:]
+    total, n = 0.0, 0
+    for s in scales:
+        x = images if s == 1.0 else F.interpolate(images.float(), scale_factor=s, mode="bilinear",
+                                                  align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        for mirrored in ((False, True) if flip else (False,)):
+            p = probs_fn(x.flip(-1) if mirrored else x)
+            p = upsample(p.float(), size)
+            total = total + (p.flip(-1) if mirrored else p)
+            n += 1
+    return total / n

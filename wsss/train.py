@@ -388,12 +388,13 @@ class ReusableLabels:
     time a step without that work (:func:`wsss.experiments.step_timing`), a method makes its labels
     through :meth:`step_labels` and skips its label-only losses (e.g. a CRF-energy loss) while
     ``timing_network_only`` is set: the first step then makes labels as usual and every later step
-    reuses them, so only the network passes and their backward are left. Setting the switch, either
-    way, forgets the stored labels.
+    reuses them, so only the network passes and their backward are left. A step may make several
+    pieces of labels (SSDD: a CRF, then two decisions between network passes); each call names its
+    piece with ``key`` and is reused apart. Setting the switch, either way, forgets the stored labels.
     """
 
     _network_only: bool = False
-    _reused = None
+    _reused: dict | None = None
 
     @property
     def timing_network_only(self) -> bool:
@@ -403,11 +404,11 @@ class ReusableLabels:
     def timing_network_only(self, on: bool) -> None:
         self._network_only, self._reused = bool(on), None
 
-    def step_labels(self, make, *args, **kwargs):
-        """``make(*args, **kwargs)``; while ``timing_network_only`` is set, the labels of the step before."""
-        if self._network_only and self._reused is not None:
-            return self._reused
+    def step_labels(self, make, *args, key: str = "labels", **kwargs):
+        """``make(*args, **kwargs)``; while ``timing_network_only`` is set, the piece ``key`` of the step before."""
+        if self._network_only and self._reused is not None and key in self._reused:
+            return self._reused[key]
         labels = make(*args, **kwargs)
         if self._network_only:
-            self._reused = labels
+            self._reused = {**(self._reused or {}), key: labels}
         return labels

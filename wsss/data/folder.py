@@ -434,7 +434,8 @@ class PseudoMaskDataset(torch.utils.data.Dataset):
     segmentation network learns from the masks the weakly supervised model made for the train split.
 
     base: a dataset without a transform (its own masks are dropped); masks: image name -> (H, W) class
-    ids (255 = ignore), one for every image of ``base``; transform: applied after the swap, so crops
+    ids (255 = ignore), one for every image of ``base`` (or (M, H, W): M masks that crops and flips move
+    together, e.g. SSDD's knowledge and advice); transform: applied after the swap, so crops
     and flips move image and pseudo mask together.
     """
 
@@ -454,7 +455,7 @@ class PseudoMaskDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         sample = self.base[index]
         mask = torch.as_tensor(self.masks[sample["name"]], dtype=torch.int64)
-        if mask.shape != sample["image"].shape[1:]:
+        if mask.shape[-2:] != sample["image"].shape[1:] or mask.ndim not in (2, 3):
             raise DatasetError(f"pseudo mask of {sample['name']!r} is {tuple(mask.shape)}, its image "
                                f"{tuple(sample['image'].shape[1:])}")
         sample = {**sample, "mask": mask}

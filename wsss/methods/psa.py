@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from ..data.transforms import normalize
 from ..models import build_backbone
 from ..ops import upsample
-from ..refine.affinity import dense_affinity, feature_affinity, random_walk
+from ..cam import multiscale_cam
+from ..ops import present_argmax
+from ..refine.affinity import dense_affinity, downsample_labels, feature_affinity, pair_labels, random_walk
 
 AFF_RADIUS = 5          # pairs within 5 pixels of the 1/8-resolution map (training)
 RW_BETA, RW_LOGT = 8, 8  # the walk: affinity ** 8, 2 ** 8 steps (PSA code's defaults)
@@ -82,3 +84,44 @@ def random_walk_scores(model: AffinityNet, images: torch.Tensor, cams: torch.Ten
     scores = torch.cat([(1 - small.amax(1, keepdim=True)).clamp(min=0) ** bg_power, small], 1)
     walked = random_walk(scores, dense_affinity(feature_affinity(features, radius), radius), beta=beta, logt=logt)
     return upsample(walked, images.shape[2:])
+
+
+class PSA(nn.Module):
+    """AffinityNet's training step (PSA Sec. 3.3): batch["mask"] holds the confident CAM labels
+    (:func:`wsss.cam.confident_labels`, 255 = not confident) at the image's resolution; they are brought
+    to the feature map by nearest neighbour (PSA code), paired within ``radius`` and learnt with
+    :func:`affinity_loss`. ``self.aff`` is the :class:`AffinityNet`."""
+
+    def __init__(self, backbone: str, num_classes: int, *, pretrained: str | None = None, output_stride: int = 8,
+                 dims: tuple[int, int, int] = (64, 128, 256), radius: int = AFF_RADIUS):
+        super().__init__()
+        self.aff = AffinityNet(backbone, pretrained=pretrained, output_stride=output_stride, dims=dims)
+        self.radius = radius
+
+    def forward(self, batch: dict, step: int = 0) -> dict:
+        features = self.aff(batch["image"])
+        labels = downsample_labels(batch["mask"], features.shape[2:])
+        loss, parts = affinity_loss(feature_affinity(features.float(), self.radius), pair_labels(labels, self.radius))
+        return {"loss": loss, **parts}
+
+    def param_groups(self) -> list[dict]:
+        """Backbone x1, the new 1x1 layers x10 (PSA code)."""
+        ids = {id(p) for p in self.aff.backbone.parameters()}
+        return [{"params": [p for p in self.parameters() if id(p) in ids], "lr_mult": 1.0},
+                {"params": [p for p in self.parameters() if id(p) not in ids], "lr_mult": 10.0}]
+
+
+@torch.no_grad()
+def psa_probs(model: AffinityNet, cam_net: nn.Module, images: torch.Tensor, tags: torch.Tensor, *,
+              cam_scales=(1.0, 0.5, 1.5, 2.0), beta: float = RW_BETA, logt: int = RW_LOGT,
+              bg_power: float = RW_BG_POWER, radius: int = AFF_RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
+    """PSA's map of a batch: the multi-scale, flipped CAM of ``cam_net`` (scales 1, 0.5, 1.5, 2 as PSA),
+    walked by :func:`random_walk_scores`, each pixel's scores divided by their sum (so a dense CRF can take
+    them as its unary), and the label = argmax over background + tagged classes. images uint8
+    (B, 3, H, W), tags (B, K). Returns (probs (B, K+1, H, W), label int64 (B, H, W))."""
+    cams = multiscale_cam(cam_net, images, tags, scales=cam_scales)
+    scores = random_walk_scores(model, images, cams, beta=beta, logt=logt, bg_power=bg_power, radius=radius)
+    present = torch.cat([torch.ones_like(tags[:, :1]), tags], 1)[:, :, None, None].float()
+    scores = scores.clamp_min(0) * present + 1e-5 * present
+    probs = scores / scores.sum(1, keepdim=True)
+    return probs, present_argmax(probs, tags)
