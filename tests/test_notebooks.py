@@ -204,6 +204,33 @@ def test_asdt_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
         assert (out / "figures" / f"asdt_{name}.png").is_file(), name
 
 
+def test_ssdd_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
+    """`papermill ssdd.ipynb out.ipynb -p b_dd 0.3 ...` on a VOC-layout folder at the smoke profile: PSA,
+    the static stages of Fig. 6, Table 1's rows over 2 seeds and Table A-1's points all run; the results
+    carry every table with mIoU fractions, and a parameter moves the default point of its sweep."""
+    out = tmp_path / "out"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "ssdd.ipynb"), str(tmp_path / "ssdd.ipynb"),
+                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "b_dd": 0.3,
+                                           "bad_rule": "any", "workers": 1, "out_dir": str(out)},
+                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    result = json.loads((out / "results" / "ssdd-smoke.json").read_text())
+    assert [r["row"] for r in result["table1"]] == ["PSA", "static SSDD", "SSDD"]
+    assert result["table1"][0]["seg + CRF"]["paper"] == pytest.approx(0.617)
+    assert result["table1"][1]["seg + CRF"]["paper"] is None
+    assert len(result["table1_seeds"]["SSDD"]["seg + CRF"]) == 2 == len(result["table1_seeds"]["seeds"])
+    assert {r["b_dd"] for r in result["tableA1_bdd"]} == {0.0, 0.3, 0.4}     # the sweep and the notebook's default
+    assert {r["b_class"] for r in result["tableA1_bclass"]} == {0.0, 1.0} and result["tableA1_alpha"]
+    values = [r["miou"] for k in ("tableA1_bdd", "tableA1_bclass", "tableA1_alpha") for r in result[k]]
+    values += [r[k] for r in result["fig6"] for k in ("raw PSA", "CRF", "SSDD + CRF")]
+    values += [r[o]["miou"] for r in result["table1"] for o in ("seg", "seg + CRF")]
+    assert values and all(0.0 <= v <= 1.0 for v in values)
+    assert {r["w_rgb"] for r in result["fig6"]} == {10, 5}
+    assert result["step_timing_ms"]["dynamic step"]["full_ms"] > 0 and result["label_work_ms"]
+    assert result["parameters"]["bad_rule"] == "any"
+    for name in ("architecture", "fig7", "training", "tableA1", "fig6"):
+        assert (out / "figures" / f"ssdd_{name}.png").is_file(), name
+
+
 def test_asdt_rejects_a_warmup_that_leaves_no_teaching(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "asdt.ipynb"), str(tmp_path / "o.ipynb"),
                            "-p", "steps", "10", "-p", "warmup", "10", "--cwd", str(tmp_path)],
