@@ -64,24 +64,26 @@ _SETTINGS = {
     # SSDD: the static stage (batch 16) and the dynamic stage (batch 8) keep the paper's 1 : 3 ratio of epochs
     # (10 and 30 in the paper; quick and full run 1/5 of them); crops as ASDT's (0.875 of the short side; the
     # paper's 448 px crops of 500 px photos are 0.9). PSA's walk (radius 5, beta 8, logt 8, background^16)
-    # keeps the paper's values at every profile. seeds: the runs of Table 1 (the central comparison);
-    # tableA1_*: the dynamic-stage sweeps of Table A-1 (the default among them), one seed; fig6_w_rgb: the
+    # keeps the paper's values at every profile. Heads : DD-Nets channels 2 : 1 (the paper's 512 : 256).
+    # seeds: the runs of Table 1 (the central comparison); tableA1_*: the dynamic-stage sweeps of Table A-1
+    # (the default among them), one seed each, dynamic runs of tableA1_epochs (quick: half of Table 1's, the
+    # default point rerun at that length, so that quick stays near 10 min); fig6_w_rgb: the
     # bilateral compat values of Fig. 6's CRF sweep (w_g = Gaussian compat stays at fig6_w_g).
     "ssdd": {
         "smoke": dict(backbone="resnet-tiny", pretrained=None, crop=40, image_px=48, cls_steps=8, cls_batch=8,
                       aff_steps=4, aff_batch=4, aff_dims=(8, 8, 8), static_epochs=0.5, static_batch=8,
-                      dynamic_epochs=1, dynamic_batch=4, lr=1e-3, weight_decay=2e-4, head_channels=16, dd_width=16,
+                      dynamic_epochs=1, dynamic_batch=4, tableA1_epochs=0.5, lr=1e-3, weight_decay=2e-4, head_channels=16, dd_width=8,
                       cam_scales=(1.0, 0.5), test_scales=(1.0, 0.5), seeds=2, tableA1_bdd=(0.0, 0.4),
                       tableA1_bclass=(0.0, 1.0), tableA1_alpha=(1.0, 0.5), fig6_w_g=3, fig6_w_rgb=(10, 5)),
         "quick": dict(backbone="resnet-tiny", pretrained=None, crop=56, image_px=64, cls_steps=800, cls_batch=16,
                       aff_steps=300, aff_batch=8, aff_dims=(16, 32, 64), static_epochs=2, static_batch=16,
-                      dynamic_epochs=6, dynamic_batch=8, lr=1e-3, weight_decay=2e-4, head_channels=64, dd_width=64,
+                      dynamic_epochs=6, dynamic_batch=8, tableA1_epochs=3, lr=1e-3, weight_decay=2e-4, head_channels=64, dd_width=32,
                       cam_scales=(1.0, 0.5, 1.5, 2.0), test_scales=(0.5, 0.75, 1.0, 1.25, 1.5), seeds=3,
                       tableA1_bdd=(0.0, 0.4, 0.5), tableA1_bclass=(0.0, 1.0, 2.0), tableA1_alpha=(1.0, 0.5, 0.0),
                       fig6_w_g=3, fig6_w_rgb=(10, 5, 2)),
         "full": dict(backbone="resnet18", pretrained=None, crop=140, image_px=160, cls_steps=4000, cls_batch=16,
                      aff_steps=1500, aff_batch=8, aff_dims=(64, 128, 256), static_epochs=2, static_batch=16,
-                     dynamic_epochs=6, dynamic_batch=8, lr=1e-3, weight_decay=2e-4, head_channels=128, dd_width=128,
+                     dynamic_epochs=6, dynamic_batch=8, tableA1_epochs=6, lr=1e-3, weight_decay=2e-4, head_channels=128, dd_width=64,
                      cam_scales=(1.0, 0.5, 1.5, 2.0), test_scales=(0.5, 0.75, 1.0, 1.25, 1.5), seeds=3,
                      tableA1_bdd=(0.0, 0.2, 0.4, 0.5), tableA1_bclass=(0.0, 1.0, 2.0), tableA1_alpha=(1.0, 0.5, 0.0),
                      fig6_w_g=3, fig6_w_rgb=(15, 10, 5, 2)),
@@ -89,7 +91,7 @@ _SETTINGS = {
         # AffinityNet as PSA (8 epochs of train_aug at batch 8); static 10 epochs at batch 16, dynamic 30 at 8
         "paper": dict(backbone="resnet38", pretrained="imagenet", crop=448, image_px=500, cls_steps=10580, cls_batch=8,
                       aff_steps=10580, aff_batch=8, aff_dims=(64, 128, 256), static_epochs=10, static_batch=16,
-                      dynamic_epochs=30, dynamic_batch=8, lr=1e-3, weight_decay=2e-4, head_channels=512,
+                      dynamic_epochs=30, dynamic_batch=8, tableA1_epochs=30, lr=1e-3, weight_decay=2e-4, head_channels=512,
                       dd_width=256, cam_scales=(1.0, 0.5, 1.5, 2.0), test_scales=(0.5, 0.75, 1.0, 1.25, 1.5), seeds=3,
                       tableA1_bdd=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), tableA1_bclass=(0.0, 0.5, 1.0, 1.5, 2.0),
                       tableA1_alpha=(1.0, 0.75, 0.5, 0.25, 0.0), fig6_w_g=3, fig6_w_rgb=(15, 10, 5, 2)),

@@ -41,24 +41,28 @@ def _batches(dataset, batch_size: int):
 
 
 @torch.no_grad()
-def psa_knowledge(affnet, cam_net, dataset, *, cam_scales, gaussian, bilateral, device="cpu", batch_size: int = 16,
+def psa_knowledge(affnet, cam_net, dataset, *, cam_scales, crfs: dict, device="cpu", batch_size: int = 16,
                   crf_iters: int = 10, backend: str = "auto") -> tuple[dict, dict]:
     """The static stage's inputs for every image of ``dataset`` (no transform): knowledge m^K0 = PSA's
-    label (:func:`wsss.methods.psa.psa_probs`) and advice m^A0 = the argmax (background + tags) of its
-    dense CRF (``crf_iters`` iterations at full resolution, ``gaussian`` (sxy, w_g), ``bilateral``
-    (sxy, srgb, w_rgb)). Returns two dicts name -> uint8 (H, W)."""
+    label (:func:`wsss.methods.psa.psa_probs`) and, for each named CRF setting of ``crfs`` (key ->
+    (gaussian (sxy, w_g), bilateral (sxy, srgb, w_rgb))), advice m^A0 = the argmax (background + tags)
+    of PSA's map after that dense CRF (``crf_iters`` iterations at full resolution). PSA's walk runs once
+    per image for all settings. Returns (knowledge, {key: advice}), each name -> uint8 (H, W)."""
     from ..ops import present_argmax
     affnet.to(device).eval()
     cam_net.to(device).eval()
-    knowledge, advice = {}, {}
+    knowledge, advice = {}, {key: {} for key in crfs}
     for batch in _batches(dataset, batch_size):
         images, tags = batch["image"].to(device), batch["labels"].to(device)
         probs, m_k = psa_probs(affnet, cam_net, images, tags, cam_scales=cam_scales)
-        q = dense_crf_batch(images.permute(0, 2, 3, 1).cpu() if backend == "pydensecrf" else images.permute(0, 2, 3, 1),
-                            probs, n_iter=crf_iters, gaussian=gaussian, bilateral=bilateral, backend=backend)
-        m_a = present_argmax(q.to(device), tags)
-        for name, k, a in zip(batch["name"], m_k.cpu().numpy(), m_a.cpu().numpy()):
-            knowledge[name], advice[name] = k.astype(np.uint8), a.astype(np.uint8)
+        hwc = images.permute(0, 2, 3, 1)
+        for name, k in zip(batch["name"], m_k.cpu().numpy()):
+            knowledge[name] = k.astype(np.uint8)
+        for key, (gaussian, bilateral) in crfs.items():
+            q = dense_crf_batch(hwc.cpu() if backend == "pydensecrf" else hwc, probs, n_iter=crf_iters,
+                                gaussian=gaussian, bilateral=bilateral, backend=backend)
+            for name, a in zip(batch["name"], present_argmax(q.to(device), tags).cpu().numpy()):
+                advice[key][name] = a.astype(np.uint8)
     return knowledge, advice
 
 
