@@ -153,10 +153,31 @@ def test_mit_attention_maps(name, output_stride):
     assert len(attns) == depth
     for attn in attns:
         assert attn.shape == (2, heads, n_tokens, n_tokens)
-        assert torch.allclose(attn.sum(-1), torch.ones(()), atol=1e-5) and (attn >= 0).all()
-    # the explicit softmax path (return_attn=True) and the fused kernel give the same features
+        assert (attn < 0).any()                                  # logits, not probabilities
+    # the explicit path (return_attn=True: softmax(logits x scale)) and the fused kernel give the same features
     for a, b in zip(plain, features):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_mit_attention_logits_are_the_unscaled_q_k_and_scaled_give_the_attention_used():
+    """AFA takes q k^T before the scale; the model's attention is softmax(q k^T x scale) (issue 12)."""
+    torch.manual_seed(0)
+    net = build_backbone("mit-tiny", output_stride=16).eval()
+    block = net.blocks[-1][-1]
+    seen = {}
+    block.attn.q.register_forward_hook(lambda m, i, o: seen.__setitem__("q", o))
+    block.attn.kv.register_forward_hook(lambda m, i, o: seen.__setitem__("kv", o))
+    block.attn.register_forward_hook(lambda m, i, o: seen.__setitem__("out", o[0]))
+    with torch.no_grad():
+        _, attns = net(torch.randn(1, 3, 64, 64), return_attn=True)
+        heads, d = block.attn.heads, seen["q"].shape[-1] // block.attn.heads
+        q = seen["q"].reshape(1, -1, heads, d).transpose(1, 2)
+        k, v = seen["kv"].reshape(1, -1, 2, heads, d).permute(2, 0, 3, 1, 4)
+        assert torch.allclose(attns[-1], q @ k.transpose(-2, -1), atol=1e-4)
+        assert block.attn.scale == pytest.approx(d ** -0.5)
+        used = (attns[-1] * block.attn.scale).softmax(-1)
+        out = block.attn.proj((used @ v).transpose(1, 2).reshape(1, -1, heads * d))
+        assert torch.allclose(out, seen["out"], atol=1e-5)
 
 
 # ------------------------------------------------------------------------ reference implementations

@@ -12,6 +12,7 @@ from ..data.transforms import normalize
 from ..methods.asdt import ASDT, ST_GAUSSIAN, fuse
 from ..ops import upsample
 from ..refine.crf import crf_label
+from .timing import median_ms
 
 # what a run can score: name -> (branch or fusion, CRF post-processing)
 OUTPUTS = {f"{name}{' + CRF' if crf else ''}": (src, crf)
@@ -58,23 +59,13 @@ def label_work_breakdown(model: ASDT, batch: dict, *, repeats: int = 5) -> dict:
     reliability masks and label, B^st's CRF, L_str's kernel (Eq. 6, built once per step) and the two
     heads' L_str forward and backward on it. Shows where the time of :func:`wsss.experiments.step_timing`'s
     "the rest" goes."""
-    import time
-
     from ..cam import background_crf_runs, combine_labels
     from ..methods.rrm import CAM_GAUSSIAN, structure_kernel, structure_loss, unreliable_mask
 
     images, tags = batch["image"], batch["labels"]
-    sync = (lambda: torch.cuda.synchronize(images.device)) if images.device.type == "cuda" else (lambda: None)
 
     def timed(fn):
-        times, out = [], None
-        for _ in range(repeats + 1):
-            sync()
-            start = time.perf_counter()
-            out = fn()
-            sync()
-            times.append(1000 * (time.perf_counter() - start))
-        return sorted(times[1:])[repeats // 2], out
+        return median_ms(fn, images.device, repeats)
 
     model.train()
     ms = {}

@@ -21,6 +21,7 @@ from ..ops import multiscale_probs
 from ..refine.crf import crf_label, dense_crf_batch
 from ..train import resolve_device
 from .driver import run_variant
+from .timing import median_ms
 
 OUTPUTS = {"seg": False, "seg + CRF": True}
 PSA_GAUSSIAN = (3, 3)                 # PSA's CRF (and SSDD's, Sec. 5.2): Gaussian (sxy, compat w_g) ...
@@ -170,17 +171,9 @@ def label_work_breakdown(model: SSDD, batch: dict, *, repeats: int = 5) -> dict:
     from ..data.folder import IGNORE
 
     images, tags = batch["image"], batch["labels"]
-    sync = (lambda: torch.cuda.synchronize(images.device)) if images.device.type == "cuda" else (lambda: None)
 
     def timed(fn):
-        times, out = [], None
-        for _ in range(repeats + 1):
-            sync()
-            start = time.perf_counter()
-            out = fn()
-            sync()
-            times.append(1000 * (time.perf_counter() - start))
-        return sorted(times[1:])[repeats // 2], out
+        return median_ms(fn, images.device, repeats)
 
     model.train()
     size = (images.shape[2] // 4, images.shape[3] // 4)

@@ -56,3 +56,16 @@ def step_timing(method: torch.nn.Module, batch: dict, *, steps: int = 5, warmup:
         method.timing_network_only = False
     return {"full_ms": full, "network_ms": network, "other_ms": full - network,
             "other_fraction": (full - network) / full}
+
+
+def median_ms(fn, device: torch.device, repeats: int = 5):
+    """(median milliseconds of ``repeats`` calls of ``fn()`` after one untimed call, the last result), with
+    CUDA synchronised around each call: the pieces of a step's label work, timed one by one."""
+    times, out = [], None
+    for _ in range(repeats + 1):
+        _sync(device)
+        start = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(1000 * (time.perf_counter() - start))
+    return sorted(times[1:])[repeats // 2], out

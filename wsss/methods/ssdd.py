@@ -221,7 +221,7 @@ class SSDD(ReusableLabels, nn.Module):
     baselines trained on PSA's map or on the static seed, with the dynamic stage's schedule).
     Every stage builds the same modules: backbone + classifier (``net``, started from the tag
     classifier), heads ``main`` and ``sub`` (:class:`SegBranch`), DD-Nets ``dd[0]`` (theta_d0 / theta_d1)
-    and ``dd[1]`` (theta_d2). The heads' logits and features are upsampled x2 (stride 4: the paper's
+    and ``dd[1]`` (theta_d2; its head takes the sub head's features, as the public code). The heads' logits and features are upsampled x2 (stride 4: the paper's
     112 x 112 maps of 448 px inputs, "upsampling rate 2"); e^l is the first backbone stage (stride 4,
     "before the second pooling layer"), average-pooled to the map size if it differs; all losses and
     decisions run at that map size, with the masks resized by nearest neighbour.
@@ -352,9 +352,9 @@ class SSDD(ReusableLabels, nn.Module):
         m_d0 = nearest(mask, size)                                                   # the fixed seed
         outside = m_d0 == IGNORE
         enc = self.encode(images, heads=("main", "sub"))
-        (logits, features), (logits_sub, _) = enc["main"], enc["sub"]
-        head1 = self.dd[0].embed(features, enc["low"])
-        head2 = self.dd[1].embed(features, enc["low"])
+        (logits, features), (logits_sub, features_sub) = enc["main"], enc["sub"]
+        head1 = self.dd[0].embed(features, enc["low"])                              # module 1 sees the main head
+        head2 = self.dd[1].embed(features_sub, enc["low"])                          # module 2 the sub head (code)
         # first module: knowledge m^K1 = the main head's mask, advice m^A1 = its CRF
         m_k1, m_a1 = self.step_labels(self.advice, images, logits, tags, outside, key="advice")
         target1 = difference_target(m_k1, m_a1)
@@ -371,7 +371,9 @@ class SSDD(ReusableLabels, nn.Module):
                    difference_loss(d_d1, difference_target(m_sub, m_d1), valid2 & (m_d1 != IGNORE), ~bad2)) / 2
         l_main = balanced_ce(logits, m_d2)                                           # Eq. (11)
         l_sub = self.alpha * balanced_ce(logits_sub, m_d0) + (1 - self.alpha) * balanced_ce(logits_sub, m_d1)  # Eq. (14)
-        loss = (l_main + l_sub + l_diff1 + l_diff2) / 4                              # Eq. (15), / 4 as the code
+        # Eq. (15); the public code averages the four DD-Net terms (two per module, so (L_diff1 + L_diff2) / 2)
+        # and adds the two segmentation losses as they are
+        loss = l_main + l_sub + (l_diff1 + l_diff2) / 2
         changed = ((m_d2 != m_d0) & ~outside).float().sum() / (~outside).float().sum().clamp_min(1)
         return {"loss": loss, "main": l_main.detach(), "sub": l_sub.detach(), "diff1": l_diff1.detach(),
                 "diff2": l_diff2.detach(), "changed": changed, "bad1": bad1.float().mean(), "bad2": bad2.float().mean()}

@@ -81,3 +81,27 @@ class DeepLabV3Plus(nn.Module):
     def param_groups(self) -> list[dict]:
         head = [p for n, p in self.named_parameters() if not n.startswith("backbone.")]
         return [{"params": list(self.backbone.parameters()), "lr_mult": 1.0}, {"params": head, "lr_mult": 10.0}]
+
+
+class SegFormerHead(nn.Module):
+    """The all-MLP decoder of SegFormer (Xie et al., 2021), as AFA and TSCD use it on MiT.
+
+    Each of the four feature levels goes through a linear layer (a 1x1 conv) to ``channels`` (256 in AFA),
+    all are upsampled to the first level's size (1/4), concatenated, fused by a 1x1 conv + BN + ReLU to
+    ``channels``, dropped out (0.1) and classified by a 1x1 conv. forward(features: list of 4 maps, shallow
+    to deep) -> logits (B, num_classes, H/4, W/4), not upsampled to the image (callers resize).
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], num_classes: int, *, channels: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.linear = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.fuse = _conv_bn_relu(channels * len(in_channels), channels, 1)
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        size = features[0].shape[2:]
+        levels = [F.interpolate(lin(f), size=size, mode="bilinear", align_corners=False) if f.shape[2:] != size else lin(f)
+                  for lin, f in zip(self.linear, features)]
+        # (the official decoder concatenates the deepest level first)
+        return self.classifier(self.dropout(self.fuse(torch.cat(levels[::-1], dim=1))))

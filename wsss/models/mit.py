@@ -9,8 +9,10 @@ Four stages; each starts with an *overlapping* patch embedding (a strided conv: 
 
 forward(x (B, 3, H, W)) -> [c1 (B, C1, H/4, W/4), c2 (B, C2, H/8, W/8), c3 (B, C3, H/16, W/16),
 c4 (B, C4, H/s4, W/s4)], with s4 = 32 (SegFormer) or 16 when the last patch embedding has stride 1
-(AFA / TSCD: strides [4, 2, 2, 1]). ``forward(x, return_attn=True)`` also returns the attention maps
-of the last stage's blocks, each (B, heads, N, N) with N = (H/s4) * (W/s4) (sr_ratio is 1 there).
+(AFA / TSCD: strides [4, 2, 2, 1]). ``forward(x, return_attn=True)`` also returns the attention
+*logits* q k^T (unscaled, as AFA takes them) of the last stage's blocks, each (B, heads, N, N) with
+N = (H/s4) * (W/s4) (sr_ratio is 1 there); the attention the model uses is their softmax after
+multiplying by the block's ``attn.scale`` (1 / sqrt(head dim)).
 
 The module names follow the official SegFormer code except that the per-stage modules are lists
 (``patch_embed1`` -> ``patch_embeds.0``, ``block1.0`` -> ``blocks.0.0``, ``norm1`` -> ``norms.0``);
@@ -64,6 +66,7 @@ class EfficientSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, sr_ratio: int):
         super().__init__()
         self.heads, self.sr_ratio = heads, sr_ratio
+        self.scale = (dim // heads) ** -0.5                  # the softmax's temperature: 1 / sqrt(head dim)
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)                    # keys then values, as in the official code
         self.proj = nn.Linear(dim, dim)
@@ -80,9 +83,10 @@ class EfficientSelfAttention(nn.Module):
             x = self.norm(x.flatten(2).transpose(1, 2))                       # (B, N', C)
         k, v = self.kv(x).reshape(B, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)  # 2 x (B, heads, N', d)
         if return_attn:
-            # $A = \mathrm{softmax}(q k^T / \sqrt{d})$, kept for the caller
-            attn = (q @ k.transpose(-2, -1) / math.sqrt(d)).softmax(dim=-1)   # (B, heads, N, N')
-            out = attn @ v
+            # the logits $q k^T$, unscaled, for the caller (AFA's affinity); the attention used is
+            # $A = \mathrm{softmax}(q k^T \cdot \mathrm{scale})$, scale = 1 / \sqrt{d}
+            logits = q @ k.transpose(-2, -1)                                    # (B, heads, N, N')
+            attn, out = logits, (logits * self.scale).softmax(dim=-1) @ v
         else:
             attn, out = None, F.scaled_dot_product_attention(q, k, v)         # same numbers, fused kernel
         out = out.transpose(1, 2).reshape(B, N, C)

@@ -126,3 +126,22 @@ def downsample_labels(labels: torch.Tensor, size) -> torch.Tensor:
     """Nearest-neighbour resize of int label maps (B, H, W) to ``size`` (h, w), as PSA brings its
     confident labels to the feature map's 1/8 resolution before taking pairs."""
     return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def window_pair_labels(labels: torch.Tensor, radius: int, ignore: int = IGNORE) -> torch.Tensor:
+    """AFA's affinity labels of every pair of positions of a small label map: (B, h, w) -> (B, N, N) int64,
+    N = h w, 1 where both positions hold the same class, 0 where they hold different classes, ``ignore``
+    where either is ignored or where they lie outside a square window (|dy| and |dx| <= ``radius``; AFA:
+    radius 8 on the 1/16 map). The label map is the refined pseudo label brought to the attention's
+    resolution by nearest neighbour (:func:`downsample_labels`)."""
+    if labels.ndim != 3 or labels.is_floating_point():
+        raise ValueError(f"labels must be an integer map (B, h, w), got {labels.dtype} {tuple(labels.shape)}")
+    b, h, w = labels.shape
+    flat = labels.reshape(b, -1).long()
+    same = (flat[:, :, None] == flat[:, None, :]).long()                           # (B, N, N)
+    ys, xs = torch.meshgrid(torch.arange(h, device=labels.device), torch.arange(w, device=labels.device), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    inside = ((ys[:, None] - ys[None]).abs() <= radius) & ((xs[:, None] - xs[None]).abs() <= radius)   # (N, N)
+    unknown = (flat == ignore)
+    same[unknown[:, :, None] | unknown[:, None, :] | ~inside[None]] = ignore
+    return same

@@ -1,0 +1,72 @@
+"""AFA's pieces (issue 12 groundwork): attention-affinity network, pair labels in a window, the affinity
+loss, the CAM and the two-background PAR labels."""
+import pytest
+import torch
+
+from wsss.data.folder import IGNORE
+from wsss.methods.afa import AFANet, affinity_loss, afa_cam, par_labels
+from wsss.refine.affinity import window_pair_labels
+
+
+def test_window_pair_labels_on_a_hand_made_mask():
+    labels = torch.tensor([[[1, 1, 0], [IGNORE, 2, 0]]])          # 2 x 3 map, N = 6
+    pairs = window_pair_labels(labels, radius=1)
+    assert pairs.shape == (1, 6, 6)
+    p = pairs[0]
+    assert p[0, 1] == 1 and p[1, 0] == 1                           # class 1 - class 1, neighbours
+    assert p[0, 4] == 0 and p[1, 2] == 0                           # 1 - 2 and 1 - 0: different
+    assert p[0, 2] == IGNORE                                       # two columns apart: outside radius 1
+    assert (p[3] == IGNORE).all() and (p[:, 3] == IGNORE).all()    # an ignored position says nothing
+    assert p[2, 5] == 1 and torch.equal(p, p.T)
+    wide = window_pair_labels(labels, radius=2)[0]
+    assert wide[0, 2] == 0                                         # inside a radius-2 window (|dx| <= 2)
+
+
+def test_affinity_loss_by_hand():
+    aff = torch.tensor([[[0.9, 0.2], [0.6, 0.5]]])
+    labels = torch.tensor([[[1, 0], [0, IGNORE]]])
+    expected = 0.5 * (1 - 0.9) / (1 + 1) + 0.5 * (0.2 + 0.6) / (2 + 1)
+    assert affinity_loss(aff, labels).item() == pytest.approx(expected)
+
+
+def test_afanet_outputs_and_symmetric_affinity():
+    torch.manual_seed(0)
+    net = AFANet("mit-tiny", 4, channels=16).eval()
+    images = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        out = net(images)
+    n = (64 // 16) ** 2
+    heads = net.encoder.blocks[-1][-1].attn.heads
+    assert out["logits"].shape == (2, 3) and out["cam"].shape == (2, 3, 4, 4) and out["seg"].shape == (2, 4, 16, 16)
+    assert out["attn"].shape[2:] == (n, n) and out["attn"].shape[1] == heads * net.attn_blocks
+    assert out["affinity"].shape == (2, n, n) and torch.allclose(out["affinity"], out["affinity"].transpose(1, 2), atol=1e-6)
+    # the tag logits: the classifier on the global max of the last features (AFA's GMP), not the max of the CAM
+    gmp = out["features"][-1].amax((2, 3))
+    assert torch.allclose(out["logits"], gmp @ net.classifier.weight[:, :, 0, 0].T, atol=1e-5)
+    assert all(not p.requires_grad for m in net.encoder.modules() if isinstance(m, torch.nn.LayerNorm)
+               for p in m.parameters())
+    tscd = AFANet("mit-tiny", 4, channels=16, symmetric=False).eval()
+    with torch.no_grad():
+        a = tscd(images)["affinity"]
+    assert not torch.allclose(a, a.transpose(1, 2), atol=1e-4)
+
+
+def test_afa_cam_and_par_labels():
+    torch.manual_seed(0)
+    net = AFANet("mit-tiny", 4, channels=16).eval()
+    images = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
+    tags = torch.tensor([[1.0, 0.0, 1.0]])
+    cams = afa_cam(net, images, tags)
+    assert cams.shape == (1, 3, 64, 64) and cams[:, 1].abs().max() == 0
+    assert cams.min() >= 0 and cams.max() <= 1.0 + 1e-6
+    # a flat image, three CAM levels: above both backgrounds -> the class; between -> 255; below -> 0
+    flat = torch.full((1, 3, 32, 32), 128, dtype=torch.uint8)
+    cam = torch.zeros(1, 3, 32, 32)
+    cam[0, 0, :, :10] = 1.0
+    cam[0, 0, :, 11:21] = 0.45
+    cam[0, 0, :, 22:] = 0.1
+    label = par_labels(flat, cam, tags, n_iter=0)
+    assert (label[0, :, :9] == 1).all() and (label[0, :, 12:20] == IGNORE).all() and (label[0, :, 23:] == 0).all()
+    box = torch.ones(1, 32, 32, dtype=torch.bool)
+    box[:, :, -4:] = False
+    assert (par_labels(flat, cam, tags, n_iter=2, valid=box)[0, :, -4:] == IGNORE).all()

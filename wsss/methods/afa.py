@@ -1,0 +1,133 @@
+"""AFA: "Learning Affinity from Attention: End-to-End Weakly-Supervised Semantic Segmentation with
+Transformers" (Ru et al., CVPR 2022), the single-stage baseline of TSCD and RML.
+
+One MiT encoder feeds three things. A **classifier** (global max pooling + a bias-free 1x1 conv) learns
+the image tags; its CAMs, refined by **PAR** (:mod:`wsss.refine.par`) with a high and a low constant
+background, become the pseudo label (background only where both runs agree, 255 in between). A
+**SegFormer decoder** learns that label. And the encoder's own **self-attention** of its last stage is
+read as a pixel affinity: the attention logits of its last blocks (all heads), made symmetric (A + A^T)
+and mixed by a 1x1 conv and a sigmoid, learn pair labels taken from the pseudo label (same class 1,
+different 0, within a square window). Later in training AFA replaces the CAM by the CAM walked along
+the learnt affinity.
+
+This module holds only what AFA adds: the network (:class:`AFANet`), its CAM and pseudo labels, and the
+affinity loss. PAR lives in :mod:`wsss.refine.par`; pair labels and the walk in :mod:`wsss.refine.affinity`;
+the encoder in :mod:`wsss.models.mit`; the decoder in :mod:`wsss.models.heads`. Where the paper is silent
+we follow the public AFA code (``wetr/model_attn_aff.py``, ``utils/camutils.py``, ``scripts/dist_train_voc.py``).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.folder import IGNORE
+from ..data.transforms import normalize
+from ..models import build_backbone
+from ..models.heads import SegFormerHead
+from ..refine.par import DILATIONS, par_kernel, propagate
+
+CAM_SCALES = (1.0, 0.5, 1.5)
+BKG_HIGH, BKG_LOW = 0.55, 0.35            # the constant background scores of the two PAR runs (AFA code)
+PAR_ITERS = 10
+AFF_RADIUS = 8                            # the pair window on the 1/16 map
+
+
+class AFANet(nn.Module):
+    """MiT encoder (output stride 16: strides [4, 2, 2, 1]) + GMP classifier + SegFormer decoder + the
+    attention-affinity head.
+
+    forward(uint8 images (B, 3, H, W)) -> {"logits": (B, K) tag logits, "cam": (B, K, h, w) raw CAM at
+    1/16 (the classifier's weights on the last features, before ReLU), "seg": (B, C, H/4, W/4),
+    "attn": (B, 2 heads, N, N) the attention logits of the last stage's last two blocks, "affinity":
+    (B, N, N) in (0, 1)}. ``symmetric``: AFA adds A + A^T before the 1x1 conv (TSCD does not).
+    The encoder's LayerNorms are frozen (not trained), as the AFA code.
+    """
+
+    def __init__(self, backbone: str, num_classes: int, *, pretrained: str | None = None, channels: int = 256,
+                 symmetric: bool = True, attn_blocks: int = 2):
+        super().__init__()
+        self.encoder = build_backbone(backbone, pretrained=pretrained, output_stride=16)
+        chans = self.encoder.out_channels
+        self.classifier = nn.Conv2d(chans[-1], num_classes - 1, 1, bias=False)
+        self.decoder = SegFormerHead(tuple(chans), num_classes, channels=channels)
+        heads = self.encoder.blocks[-1][-1].attn.heads
+        self.attn_blocks = min(attn_blocks, len(self.encoder.blocks[-1]))
+        self.attn_proj = nn.Conv2d(heads * self.attn_blocks, 1, 1, bias=True)
+        self.symmetric = symmetric
+        for m in self.encoder.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor, *, with_attn: bool = True) -> dict:
+        x = normalize(images) if images.dtype == torch.uint8 else images
+        if with_attn:
+            features, attns = self.encoder(x, return_attn=True)
+            attn = torch.cat(attns[-self.attn_blocks:], 1)                      # (B, heads x blocks, N, N)
+        else:
+            features, attn = self.encoder(x), None
+        cam = F.conv2d(features[-1], self.classifier.weight)                    # (B, K, h, w)
+        logits = self.classifier(F.adaptive_max_pool2d(features[-1], 1)).flatten(1)   # global max pooling
+        out = {"logits": logits, "cam": cam, "seg": self.decoder(features), "attn": attn, "features": features}
+        if attn is not None:
+            a = attn + attn.transpose(-1, -2) if self.symmetric else attn
+            out["affinity"] = torch.sigmoid(self.attn_proj(a))[:, 0]             # (B, N, N)
+        return out
+
+
+@torch.no_grad()
+def afa_cam(net: AFANet, images: torch.Tensor, tags: torch.Tensor, scales: Sequence[float] = CAM_SCALES) -> torch.Tensor:
+    """AFA's CAM for the labels (a separate no-grad pass): at each scale the ReLU'd CAM of the image and of
+    its flip, their element-wise max, resized to the input; summed over the scales; each channel min-max
+    normalised; zero for untagged classes. images uint8 (B, 3, H, W); tags (B, K). Returns (B, K, H, W)."""
+    size = images.shape[2:]
+    total = 0.0
+    for s in scales:
+        x = images if s == 1.0 else F.interpolate(images.float(), scale_factor=s, mode="bilinear",
+                                                  align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        cam = F.relu(net(torch.cat([x, x.flip(-1)]), with_attn=False)["cam"].float())
+        cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+        total = total + torch.maximum(cam[: len(x)], cam[len(x):].flip(-1))
+    total = total * tags[:, :, None, None].float()
+    low = total.amin((2, 3), keepdim=True)
+    return (total - low) / (total.amax((2, 3), keepdim=True) - low + 1e-5) * tags[:, :, None, None].float()
+
+
+@torch.no_grad()
+def par_labels(images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor, *, high: float = BKG_HIGH,
+               low: float = BKG_LOW, dilations: Sequence[int] = DILATIONS, n_iter: int = PAR_ITERS,
+               valid: torch.Tensor | None = None) -> torch.Tensor:
+    """AFA's pseudo label: [background; CAMs] with a constant background ``high`` and ``low``, each over
+    background + tagged classes only and softmaxed, refined by PAR (:func:`wsss.refine.par.par_kernel`) at
+    half resolution on the image in [0, 1]; the label is the argmax of the high run, 255 where the high
+    run says background, 0 where both runs say background; 255 outside ``valid`` (the crop's image box).
+    images uint8 (B, 3, H, W); cams (B, K, H, W) in [0, 1]; tags (B, K). Returns int64 (B, H, W)."""
+    size = images.shape[2:]
+    half = (size[0] // 2, size[1] // 2)
+    small = F.interpolate(images.float() / 255.0, size=half, mode="bilinear", align_corners=False)
+    kernel = par_kernel(small, dilations)
+    present = torch.cat([torch.ones_like(tags[:, :1]), tags], 1).bool()[:, :, None, None]
+    labels = []
+    for bkg in (high, low):
+        scores = torch.cat([torch.full_like(cams[:, :1], bkg), cams], 1)
+        probs = scores.masked_fill(~present, float("-inf")).softmax(1)
+        probs = F.interpolate(probs, size=half, mode="bilinear", align_corners=False)
+        refined = propagate(probs, kernel, dilations, n_iter)
+        refined = F.interpolate(refined, size=size, mode="bilinear", align_corners=False)
+        labels.append(refined.masked_fill(~present, float("-inf")).argmax(1))
+    label = labels[0].clone()
+    label[labels[0] == 0] = IGNORE
+    label[(labels[0] == 0) & (labels[1] == 0)] = 0
+    if valid is not None:
+        label[~valid] = IGNORE
+    return label
+
+
+def affinity_loss(affinity: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """AFA's affinity loss: 0.5 sum_pos (1 - a) / (n_pos + 1) + 0.5 sum_neg a / (n_neg + 1), over the pairs
+    labelled 1 (same class) and 0 (different) by :func:`wsss.refine.affinity.window_pair_labels`
+    (255 pairs left out). affinity (B, N, N) in (0, 1); labels (B, N, N)."""
+    pos, neg = (labels == 1).to(affinity.dtype), (labels == 0).to(affinity.dtype)
+    return 0.5 * ((1 - affinity) * pos).sum() / (pos.sum() + 1) + 0.5 * (affinity * neg).sum() / (neg.sum() + 1)
