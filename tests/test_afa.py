@@ -70,3 +70,26 @@ def test_afa_cam_and_par_labels():
     box = torch.ones(1, 32, 32, dtype=torch.bool)
     box[:, :, -4:] = False
     assert (par_labels(flat, cam, tags, n_iter=2, valid=box)[0, :, -4:] == IGNORE).all()
+
+
+def test_afa_step_trains_classification_first_then_every_branch(tiny_benchmark):
+    from wsss.data import build_dataset, collate
+    from wsss.data.transforms import TrainTransform
+    from wsss.methods.afa import AFA
+
+    ds = build_dataset("synthetic", tiny_benchmark, "train_aug", transform=TrainTransform(64, scale=(1.3, 1.5)))
+    batch = collate([ds[i] for i in range(2)])
+    assert batch["valid"].shape == (2, 64, 64)
+    torch.manual_seed(0)
+    model = AFA("mit-tiny", ds.num_classes, channels=16, cls_only=2)
+    model.train()
+    early = model(batch, step=1)
+    assert set(early) == {"loss", "cls"}
+    early["loss"].backward()
+    assert model.net.decoder.classifier.weight.grad is None and model.net.attn_proj.weight.grad is None
+    model.zero_grad()
+    late = model(batch, step=2)
+    assert {"seg", "aff", "ignored"} <= late.keys() and torch.isfinite(late["loss"])
+    late["loss"].backward()
+    assert model.net.decoder.classifier.weight.grad.abs().sum() > 0 and model.net.attn_proj.weight.grad.abs().sum() > 0
+    assert model.training and model.net.encoder.training                  # the label pass leaves train mode as it was

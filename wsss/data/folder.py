@@ -467,7 +467,7 @@ def collate(samples: list[dict]) -> dict:
     out = {}
     for key in samples[0]:
         values = [s[key] for s in samples]
-        if key in ("image", "mask", "labels"):
+        if key in ("image", "mask", "labels", "valid"):
             shapes = {tuple(v.shape) for v in values}
             if len(shapes) > 1:
                 raise ValueError(f"cannot batch '{key}' of different sizes {sorted(shapes)}; crop or resize "

@@ -36,6 +36,8 @@ def denormalize(images: torch.Tensor) -> torch.Tensor:
 
 class TrainTransform:
     """Random rescale, random crop (padding with ignore where the image is smaller) and horizontal flip.
+    The sample gains "valid", bool (crop, crop): True inside the image, False on the padding (AFA's
+    labels are 255 outside the image box).
 
     The WSSS codebases use scale 0.7-1.3 (RRM/ASDT) or 0.5-2.0 (DeepLab) and crops of 321 or 512; the
     crop here is square, ``crop_size`` pixels. The random numbers come from Python's ``random`` module,
@@ -56,19 +58,22 @@ class TrainTransform:
         nh, nw = max(1, round(h * s)), max(1, round(w * s))
         image = TF.resize(image, [nh, nw], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
         mask = TF.resize(mask[None], [nh, nw], interpolation=TF.InterpolationMode.NEAREST)[0]
+        valid = torch.ones(nh, nw, dtype=torch.bool)
         # pad to at least the crop size: image with 0, mask with ignore
         ph, pw = max(self.crop_size - nh, 0), max(self.crop_size - nw, 0)
         if ph or pw:
             image = TF.pad(image, [0, 0, pw, ph], fill=0)
             mask = TF.pad(mask[None], [0, 0, pw, ph], fill=IGNORE)[0]
+            valid = TF.pad(valid[None], [0, 0, pw, ph], fill=0)[0]
         top = random.randint(0, image.shape[1] - self.crop_size)
         left = random.randint(0, image.shape[2] - self.crop_size)
         image = TF.crop(image, top, left, self.crop_size, self.crop_size)
         mask = TF.crop(mask[None], top, left, self.crop_size, self.crop_size)[0]
+        valid = valid[top:top + self.crop_size, left:left + self.crop_size]
         flipped = self.flip and random.random() < 0.5
         if flipped:
-            image, mask = TF.horizontal_flip(image), TF.horizontal_flip(mask[None])[0]
-        out = dict(sample, image=image, mask=mask)
+            image, mask, valid = TF.horizontal_flip(image), TF.horizontal_flip(mask[None])[0], valid.flip(-1)
+        out = dict(sample, image=image, mask=mask, valid=valid)
         if "clicks" in sample:
             out["clicks"] = self._move_clicks(sample["clicks"], (h, w), (nh, nw), top, left, flipped)
         return out

@@ -25,9 +25,12 @@ import torch.nn.functional as F
 
 from ..data.folder import IGNORE
 from ..data.transforms import normalize
+from ..losses import multilabel_soft_margin, split_ce
 from ..models import build_backbone
 from ..models.heads import SegFormerHead
+from ..refine.affinity import downsample_labels, window_pair_labels
 from ..refine.par import DILATIONS, par_kernel, propagate
+from ..train import ReusableLabels
 
 CAM_SCALES = (1.0, 0.5, 1.5)
 BKG_HIGH, BKG_LOW = 0.55, 0.35            # the constant background scores of the two PAR runs (AFA code)
@@ -131,3 +134,52 @@ def affinity_loss(affinity: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     (255 pairs left out). affinity (B, N, N) in (0, 1); labels (B, N, N)."""
     pos, neg = (labels == 1).to(affinity.dtype), (labels == 0).to(affinity.dtype)
     return 0.5 * ((1 - affinity) * pos).sum() / (pos.sum() + 1) + 0.5 * (affinity * neg).sum() / (neg.sum() + 1)
+
+
+class AFA(ReusableLabels, nn.Module):
+    """AFA's training step (public code's schedule): the classification loss alone for the first
+    ``cls_only`` iterations (a shared warm-up: every variant builds the same modules), then
+    L_cls + ``seg_weight`` L_seg + ``aff_weight`` L_aff, with L_seg = 0.5 (background CE + foreground CE)
+    on the PAR label (:func:`par_labels` of :func:`afa_cam`, 255 outside the crop's image box, the batch's
+    "valid") and L_aff = :func:`affinity_loss` on the label's pairs at the attention's resolution (nearest)
+    within ``radius``. The step after the label switch (``walk_from``; AFA 6000 of 20k) is not built yet:
+    the segmentation label stays the PAR label. With ``timing_network_only`` the labels are reused.
+    """
+
+    def __init__(self, backbone: str, num_classes: int, *, pretrained: str | None = None, channels: int = 256,
+                 symmetric: bool = True, cls_only: int = 2000, seg_weight: float = 0.1, aff_weight: float = 0.1,
+                 cam_scales: Sequence[float] = CAM_SCALES, radius: int = AFF_RADIUS,
+                 dilations: Sequence[int] = DILATIONS):
+        super().__init__()
+        self.net = AFANet(backbone, num_classes, pretrained=pretrained, channels=channels, symmetric=symmetric)
+        self.cls_only, self.seg_weight, self.aff_weight = cls_only, seg_weight, aff_weight
+        self.cam_scales, self.radius, self.dilations = tuple(cam_scales), radius, tuple(dilations)
+
+    def labels(self, images: torch.Tensor, tags: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """The PAR-refined pseudo label of the batch (no gradient; a separate CAM pass in eval mode)."""
+        was = self.training
+        self.net.eval()
+        cams = afa_cam(self.net, images, tags, self.cam_scales)
+        self.net.train(was)
+        return par_labels(images, cams, tags, dilations=self.dilations, valid=valid)
+
+    def forward(self, batch: dict, step: int = 0) -> dict:
+        images, tags = batch["image"], batch["labels"]
+        out = self.net(images, with_attn=step >= self.cls_only)
+        l_cls = multilabel_soft_margin(out["logits"], tags)
+        if step < self.cls_only:
+            return {"loss": l_cls, "cls": l_cls.detach()}
+        label = self.step_labels(self.labels, images, tags, batch.get("valid"))
+        seg = F.interpolate(out["seg"], size=label.shape[1:], mode="bilinear", align_corners=False)
+        l_seg = 0.5 * split_ce(seg, label)
+        small = downsample_labels(label, out["cam"].shape[2:])                 # the attention's resolution
+        l_aff = affinity_loss(out["affinity"], window_pair_labels(small, self.radius))
+        loss = l_cls + self.seg_weight * l_seg + self.aff_weight * l_aff
+        return {"loss": loss, "cls": l_cls.detach(), "seg": l_seg.detach(), "aff": l_aff.detach(),
+                "ignored": (label == IGNORE).float().mean()}
+
+    def param_groups(self) -> list[dict]:
+        """The encoder x1, the new layers (classifier, decoder, affinity conv) x10 (AFA code)."""
+        ids = {id(p) for p in self.net.encoder.parameters()}
+        return [{"params": [p for p in self.parameters() if id(p) in ids], "lr_mult": 1.0},
+                {"params": [p for p in self.parameters() if id(p) not in ids], "lr_mult": 10.0}]
