@@ -35,3 +35,10 @@ def split_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     bg = target.masked_fill((target != 0) & (target != IGNORE), IGNORE)
     fg = target.masked_fill(target == 0, IGNORE)
     return segmentation_ce(logits, bg) + segmentation_ce(logits, fg)
+
+
+def equivariance_l1(maps: torch.Tensor, maps_view: torch.Tensor) -> torch.Tensor:
+    """The L1 equivariance of two views (TSCD's L_equ, RML's CIML/MFML alignment): mean |A(M) - M'|, with
+    A(M) the first view's maps (B, C, h, w) resized (bilinear) to the second view's (B, C, h', w')."""
+    resized = F.interpolate(maps, size=maps_view.shape[2:], mode="bilinear", align_corners=False)
+    return (resized - maps_view).abs().mean()

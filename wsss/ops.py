@@ -56,3 +56,11 @@ def multiscale_probs(probs_fn, images: torch.Tensor, scales=(1.0,), flip: bool =
             total = total + (p.flip(-1) if mirrored else p)
             n += 1
     return total / n
+
+
+def rescaled_view(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """The second view of the two-view methods (TSCD's A(I), RML's transform A): the image resized by
+    ``scale`` (bilinear; uint8 stays uint8). (B, 3, H, W) -> (B, 3, round(H s), round(W s))."""
+    size = (max(1, round(images.shape[2] * scale)), max(1, round(images.shape[3] * scale)))
+    out = F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8) if images.dtype == torch.uint8 else out
