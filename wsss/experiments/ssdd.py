@@ -83,15 +83,21 @@ def static_seed(model: SSDD, dataset, knowledge: dict, advice: dict, *, device="
     return seeds
 
 
-def masks_miou(masks: dict, dataset) -> dict:
+def dataset_masks(dataset) -> dict:
+    """The dataset's own masks, name -> int64 (H, W), read once (for :func:`masks_miou`)."""
+    return {sample["name"]: sample["mask"] for sample in (dataset[i] for i in range(len(dataset)))}
+
+
+def masks_miou(masks: dict, dataset, targets: dict | None = None) -> dict:
     """mIoU of pseudo masks against the dataset's own masks (the train-set seed quality of Fig. 6), over
     the pixels the pseudo masks label (255 in a pseudo mask: not scored): {"miou": fraction,
-    "per_class": [IoU], "labelled": share of the scored ground-truth pixels that the masks label}."""
+    "per_class": [IoU], "labelled": share of the scored ground-truth pixels that the masks label}.
+    ``targets``: the :func:`dataset_masks` of ``dataset``, read once for many calls (else read here)."""
+    targets = dataset_masks(dataset) if targets is None else targets
     cm = ConfusionMatrix(dataset.num_classes)
     labelled = total = 0
-    for i in range(len(dataset)):
-        sample = dataset[i]
-        pred, target = torch.as_tensor(masks[sample["name"]]).long(), sample["mask"]
+    for name, target in targets.items():
+        pred = torch.as_tensor(masks[name]).long()
         unsure = pred == 255
         total += int((target != 255).sum())
         target = target.masked_fill(unsure, 255)
