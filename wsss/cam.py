@@ -29,6 +29,13 @@ def normalize_cam(cam: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return cam / (cam.amax(dim=(2, 3), keepdim=True) + eps)
 
 
+def min_max_normalize(cam: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Each class map minus its minimum, divided by its range (AFA's and TSCD's CAM normalisation):
+    (B, K, H, W) -> values in [0, 1]."""
+    low = cam.amin(dim=(2, 3), keepdim=True)
+    return (cam - low) / (cam.amax(dim=(2, 3), keepdim=True) - low + eps)
+
+
 @torch.no_grad()
 def multiscale_cam(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None, *,
                    scales: Sequence[float] = (1.0, 0.5, 1.5, 2.0), flip: bool = True) -> torch.Tensor:

@@ -32,12 +32,17 @@ def class_argmax(scores: torch.Tensor) -> torch.Tensor:
     return scores.max(1).indices
 
 
+def present_classes(tags: torch.Tensor) -> torch.Tensor:
+    """Background + the image's tagged classes: multi-hot tags (B, K) -> bool (B, K+1, 1, 1), to mask
+    (B, K+1, H, W) class maps."""
+    return torch.cat([torch.ones_like(tags[:, :1]), tags], 1).bool()[:, :, None, None]
+
+
 def present_argmax(scores: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
     """argmax over background + the image's tagged classes only: scores (B, K+1, H, W), tags multi-hot
     (B, K) -> int64 (B, H, W). "The argument of the maximum of the presence labels including a
     background category" (SSDD Sec. 4.1; PSA and AFA restrict their labels the same way)."""
-    present = torch.cat([torch.ones_like(tags[:, :1]), tags], 1).bool()            # (B, K+1)
-    return class_argmax(scores.masked_fill(~present[:, :, None, None], float("-inf")))
+    return class_argmax(scores.masked_fill(~present_classes(tags), float("-inf")))
 
 
 @torch.no_grad()
@@ -48,8 +53,7 @@ def multiscale_probs(probs_fn, images: torch.Tensor, scales=(1.0,), flip: bool =
     size = images.shape[2:]
     total, n = 0.0, 0
     for s in scales:
-        x = images if s == 1.0 else F.interpolate(images.float(), scale_factor=s, mode="bilinear",
-                                                  align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        x = images if s == 1.0 else rescaled_view(images, s)
         for mirrored in ((False, True) if flip else (False,)):
             p = probs_fn(x.flip(-1) if mirrored else x)
             p = upsample(p.float(), size)
@@ -59,8 +63,8 @@ def multiscale_probs(probs_fn, images: torch.Tensor, scales=(1.0,), flip: bool =
 
 
 def rescaled_view(images: torch.Tensor, scale: float) -> torch.Tensor:
-    """The second view of the two-view methods (TSCD's A(I), RML's transform A): the image resized by
-    ``scale`` (bilinear; uint8 stays uint8). (B, 3, H, W) -> (B, 3, round(H s), round(W s))."""
-    size = (max(1, round(images.shape[2] * scale)), max(1, round(images.shape[3] * scale)))
-    out = F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False)
+    """The image resized by ``scale`` (bilinear, ``F.interpolate``'s scale_factor; uint8 stays uint8):
+    (B, 3, H, W) -> (B, 3, floor(H s), floor(W s)). Multi-scale CAMs and predictions, and the second view
+    of the two-view methods (TSCD's A(I), RML's transform A)."""
+    out = F.interpolate(images.float(), scale_factor=scale, mode="bilinear", align_corners=False)
     return out.round().clamp(0, 255).to(torch.uint8) if images.dtype == torch.uint8 else out

@@ -376,6 +376,8 @@ def _install(tmp: Path, out: Path, meta: dict) -> None:
         except OSError:
             os.replace(old, out)
             raise
+        if benchmark_meta(old) is None:      # swapped in after the check above: not ours, so keep it
+            raise DatasetError(f"{out}: changed while the benchmark was written; what was there is kept at {old}")
         shutil.rmtree(old, ignore_errors=True)
 
 

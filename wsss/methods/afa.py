@@ -23,11 +23,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..cam import min_max_normalize
 from ..data.folder import IGNORE
 from ..data.transforms import normalize
 from ..losses import multilabel_soft_margin, split_ce
 from ..models import build_backbone
 from ..models.heads import SegFormerHead
+from ..ops import present_classes, rescaled_view
 from ..refine.affinity import downsample_labels, window_pair_labels
 from ..refine.par import DILATIONS, par_kernel, propagate
 from ..train import ReusableLabels
@@ -88,14 +90,12 @@ def afa_cam(net: AFANet, images: torch.Tensor, tags: torch.Tensor, scales: Seque
     size = images.shape[2:]
     total = 0.0
     for s in scales:
-        x = images if s == 1.0 else F.interpolate(images.float(), scale_factor=s, mode="bilinear",
-                                                  align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        x = images if s == 1.0 else rescaled_view(images, s)
         cam = F.relu(net(torch.cat([x, x.flip(-1)]), with_attn=False)["cam"].float())
         cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
         total = total + torch.maximum(cam[: len(x)], cam[len(x):].flip(-1))
-    total = total * tags[:, :, None, None].float()
-    low = total.amin((2, 3), keepdim=True)
-    return (total - low) / (total.amax((2, 3), keepdim=True) - low + 1e-5) * tags[:, :, None, None].float()
+    tagged = tags[:, :, None, None].float()
+    return min_max_normalize(total * tagged) * tagged
 
 
 @torch.no_grad()
@@ -111,7 +111,7 @@ def par_labels(images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor, *, 
     half = (size[0] // 2, size[1] // 2)
     small = F.interpolate(images.float() / 255.0, size=half, mode="bilinear", align_corners=False)
     kernel = par_kernel(small, dilations)
-    present = torch.cat([torch.ones_like(tags[:, :1]), tags], 1).bool()[:, :, None, None]
+    present = present_classes(tags)
     labels = []
     for bkg in (high, low):
         scores = torch.cat([torch.full_like(cams[:, :1], bkg), cams], 1)

@@ -23,7 +23,7 @@ from ..data.transforms import normalize
 from ..models import build_backbone
 from ..ops import upsample
 from ..cam import multiscale_cam
-from ..ops import present_argmax
+from ..ops import present_argmax, present_classes
 from ..refine.affinity import dense_affinity, downsample_labels, feature_affinity, pair_labels, random_walk
 
 AFF_RADIUS = 5          # pairs within 5 pixels of the 1/8-resolution map (training)
@@ -121,7 +121,7 @@ def psa_probs(model: AffinityNet, cam_net: nn.Module, images: torch.Tensor, tags
     (B, 3, H, W), tags (B, K). Returns (probs (B, K+1, H, W), label int64 (B, H, W))."""
     cams = multiscale_cam(cam_net, images, tags, scales=cam_scales)
     scores = random_walk_scores(model, images, cams, beta=beta, logt=logt, bg_power=bg_power, radius=radius)
-    present = torch.cat([torch.ones_like(tags[:, :1]), tags], 1)[:, :, None, None].float()
+    present = present_classes(tags).float()
     scores = scores.clamp_min(0) * present + 1e-5 * present
     probs = scores / scores.sum(1, keepdim=True)
     return probs, present_argmax(probs, tags)

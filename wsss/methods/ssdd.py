@@ -33,7 +33,8 @@ from ..data.folder import IGNORE
 from ..data.transforms import normalize
 from ..models import build_backbone
 from ..models.heads import CAMNet
-from ..ops import channels_last, present_argmax, upsample
+from ..ops import channels_last, present_argmax, present_classes, upsample
+from ..refine.affinity import downsample_labels as nearest   # nearest resize of int masks (B, H, W)
 from ..refine.crf import dense_crf_batch
 from ..train import ReusableLabels
 
@@ -207,11 +208,6 @@ def balanced_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return per_class.sum(1).mean()
 
 
-def nearest(mask: torch.Tensor, size) -> torch.Tensor:
-    """Nearest resize of int masks (B, H, W) to ``size``."""
-    return F.interpolate(mask[:, None].float(), size=size, mode="nearest")[:, 0].long()
-
-
 class SSDD(ReusableLabels, nn.Module):
     """The segmentation network of both stages, with its SSDD modules.
 
@@ -290,8 +286,7 @@ class SSDD(ReusableLabels, nn.Module):
         size = logits.shape[2:]
         small = F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
         small = channels_last(small.round().clamp(0, 255).to(torch.uint8))
-        present = torch.cat([torch.ones_like(tags[:, :1]), tags], 1)[:, :, None, None].float()
-        probs = logits.detach().float().softmax(1) * present
+        probs = logits.detach().float().softmax(1) * present_classes(tags)
         probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
         q = dense_crf_batch(small.cpu() if self.crf_backend == "pydensecrf" else small, probs,
                             n_iter=self.loop_crf_iters, gaussian=self.loop_gaussian, bilateral=self.loop_bilateral,

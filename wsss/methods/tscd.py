@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..cam import min_max_normalize
+
 SCD_SAMPLES = 40                     # 40 x 40 random sample points per view (public code)
 VIEW_SCALE = 0.3                     # the second view: the input downscaled by 0.3
 
@@ -34,11 +36,6 @@ def correspondence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.normalize(a, dim=-1, eps=1e-8) @ F.normalize(b, dim=-1, eps=1e-8).transpose(1, 2)
 
 
-def _min_max(cam: torch.Tensor) -> torch.Tensor:
-    low = cam.amin((2, 3), keepdim=True)
-    return (cam - low) / (cam.amax((2, 3), keepdim=True) - low + 1e-5)
-
-
 def scd_loss(cam_1: torch.Tensor, cam_2: torch.Tensor, seg_1: torch.Tensor, seg_2: torch.Tensor,
              points_1: torch.Tensor, points_2: torch.Tensor) -> torch.Tensor:
     """Eq. (7) of TSCD: L_SCD = mean( -M max(S, 0) ) over the sampled pairs.
@@ -49,7 +46,8 @@ def scd_loss(cam_1: torch.Tensor, cam_2: torch.Tensor, seg_1: torch.Tensor, seg_
     M (Eq. 5) is centred as the public code: minus its mean over the second view's samples, plus its
     global mean. The mean replaces Eq. (7)'s sum (a constant factor, n^4)."""
     with torch.no_grad():
-        m = correspondence(_sample(_min_max(cam_1.float()), points_1), _sample(_min_max(cam_2.float()), points_2))
+        m = correspondence(_sample(min_max_normalize(cam_1.float()), points_1),
+                           _sample(min_max_normalize(cam_2.float()), points_2))
         m = m - m.mean(-1, keepdim=True) + m.mean()
     seg_1 = F.interpolate(seg_1, size=cam_1.shape[2:], mode="bilinear", align_corners=False)
     seg_2 = F.interpolate(seg_2, size=cam_2.shape[2:], mode="bilinear", align_corners=False)
