@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from wsss.data.folder import IGNORE
-from wsss.methods.afa import AFANet, affinity_loss, afa_cam, par_labels
+from wsss.methods.afa import AFANet, affinity_loss, afa_cam, cam_labels
 from wsss.refine.affinity import window_pair_labels
 
 
@@ -51,7 +51,7 @@ def test_afanet_outputs_and_symmetric_affinity():
     assert not torch.allclose(a, a.transpose(1, 2), atol=1e-4)
 
 
-def test_afa_cam_and_par_labels():
+def test_afa_cam_and_cam_labels():
     torch.manual_seed(0)
     net = AFANet("mit-tiny", 4, channels=16).eval()
     images = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
@@ -65,11 +65,11 @@ def test_afa_cam_and_par_labels():
     cam[0, 0, :, :10] = 1.0
     cam[0, 0, :, 11:21] = 0.45
     cam[0, 0, :, 22:] = 0.1
-    label = par_labels(flat, cam, tags, n_iter=0)
+    label = cam_labels(flat, cam, tags, n_iter=0)
     assert (label[0, :, :9] == 1).all() and (label[0, :, 12:20] == IGNORE).all() and (label[0, :, 23:] == 0).all()
     box = torch.ones(1, 32, 32, dtype=torch.bool)
     box[:, :, -4:] = False
-    assert (par_labels(flat, cam, tags, n_iter=2, valid=box)[0, :, -4:] == IGNORE).all()
+    assert (cam_labels(flat, cam, tags, n_iter=2, valid=box)[0, :, -4:] == IGNORE).all()
 
 
 def test_afa_step_trains_classification_first_then_every_branch(tiny_benchmark):

@@ -19,7 +19,7 @@ from wsss.models.pretrained import convert_keys
 from wsss.models.resnet import apply_output_stride
 
 HEAVY = {"resnet50", "resnet101", "resnet38"}          # full-size nets: a 32 px input keeps them quick
-SUPPORTED_OS = {name: ((16, 32) if name.startswith("mit") else (8, 16, 32)) for name in BACKBONES}
+SUPPORTED_OS = {name: ((4, 8, 16, 32) if name.startswith("mit") else (8, 16, 32)) for name in BACKBONES}
 CASES = [(name, os_) for name in BACKBONES for os_ in SUPPORTED_OS[name]]
 
 
@@ -50,7 +50,7 @@ def test_unknown_name_is_a_value_error_listing_the_names():
         build_backbone("vgg16")
 
 
-@pytest.mark.parametrize("name, output_stride", [("resnet-tiny", 12), ("resnet38-tiny", 4), ("mit-tiny", 8)])
+@pytest.mark.parametrize("name, output_stride", [("resnet-tiny", 12), ("resnet38-tiny", 4), ("mit-tiny", 12)])
 def test_bad_output_stride_is_a_value_error(name, output_stride):
     with pytest.raises(ValueError, match=rf"output_stride={output_stride}"):
         build_backbone(name, output_stride=output_stride)
@@ -62,7 +62,7 @@ def test_every_backbone_gives_its_levels(name, output_stride):
     torch.manual_seed(0)
     net = build_backbone(name, output_stride=output_stride).eval()
     H, W = (32, 32) if name in HEAVY else (64, 96)
-    expected_strides = {8: [4, 8, 8, 8], 16: [4, 8, 16, 16], 32: [4, 8, 16, 32]}[output_stride]
+    expected_strides = {4: [4, 4, 4, 4], 8: [4, 8, 8, 8], 16: [4, 8, 16, 16], 32: [4, 8, 16, 32]}[output_stride]
     assert net.strides == expected_strides
     assert len(net.out_channels) == 4
     with torch.no_grad():

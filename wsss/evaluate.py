@@ -125,3 +125,26 @@ def evaluate(predict, dataset, *, batch_size: int = 16, device: str | torch.devi
         for key, labels in ({None: out} if single else out).items():
             cms.setdefault(key, ConfusionMatrix(dataset.num_classes)).update(labels, batch["mask"])
     return cms[None] if single else cms
+
+
+def dataset_masks(dataset) -> dict:
+    """The dataset's own masks, name -> int64 (H, W), read once (for :func:`masks_miou`)."""
+    return {sample["name"]: sample["mask"] for sample in (dataset[i] for i in range(len(dataset)))}
+
+
+def masks_miou(masks: dict, dataset, targets: dict | None = None) -> dict:
+    """mIoU of pseudo masks against the dataset's own masks (the train-set seed quality of Fig. 6), over
+    the pixels the pseudo masks label (255 in a pseudo mask: not scored): {"miou": fraction,
+    "per_class": [IoU], "labelled": share of the scored ground-truth pixels that the masks label}.
+    ``targets``: the :func:`dataset_masks` of ``dataset``, read once for many calls (else read here)."""
+    targets = dataset_masks(dataset) if targets is None else targets
+    cm = ConfusionMatrix(dataset.num_classes)
+    labelled = total = 0
+    for name, target in targets.items():
+        pred = torch.as_tensor(masks[name]).long()
+        unsure = pred == 255
+        total += int((target != 255).sum())
+        target = target.masked_fill(unsure, 255)
+        labelled += int((target != 255).sum())
+        cm.update(pred.masked_fill(unsure, 0)[None], target[None])
+    return {"miou": cm.miou(), "per_class": cm.iou().tolist(), "labelled": labelled / max(total, 1)}

@@ -97,6 +97,33 @@ _SETTINGS = {
                       tableA1_bdd=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), tableA1_bclass=(0.0, 0.5, 1.0, 1.5, 2.0),
                       tableA1_alpha=(1.0, 0.75, 0.5, 0.25, 0.0), fig6_w_g=3, fig6_w_rgb=(15, 10, 5, 2)),
     },
+    # TSCD and its AFA baseline: AdamW with the encoder x1 and the new layers x10, AFA's schedule as shares of the
+    # run (classification only for 10% = 2000 of 20k, LR warm-up 7.5% = 1500, AFA's walk switch at 30% = 6000).
+    # Small images keep the paper's map sizes in proportion: output stride 8 (the paper: 16 on 512 px crops, a
+    # 32 x 32 map); the pair window radius, the SCD samples per side and the PAR/VARM dilations are scaled by the
+    # map (radius 8, 40 samples on 32 x 32; dilations 1-24 on the 256 px half-resolution image). cls_steps: the
+    # tag classifier that stands in for ImageNet weights. seeds: the runs of the central comparison (AFA vs
+    # TSCD); table5_runs: whether Table 5's refiners are each trained (else their pseudo labels are scored);
+    # wr38: whether Table 4's WR38 rows run. lr: the paper's 6e-5 trains our small networks from a tag
+    # classifier too slowly for a run of a few hundred iterations (see the notebook); quick and full use 6e-4.
+    "tscd": {
+        "smoke": dict(backbone="mit-tiny", resnet="resnet-tiny", wr38="resnet38-tiny", pretrained=None, crop=48, image_px=48,
+                      batch=4, steps=8, cls_only=2, lr_warmup=1, walk_from=3, output_stride=8, cls_steps=8, cls_batch=8,
+                      lr=6e-4, weight_decay=0.01, channels=16, dilations=(1, 2, 3), radius=2, samples=6, seeds=2,
+                      table5_runs=True, wr38_runs=True),
+        "quick": dict(backbone="mit-tiny", resnet="resnet-tiny", wr38="resnet38-tiny", pretrained=None, crop=64, image_px=64,
+                      batch=8, steps=300, cls_only=30, lr_warmup=22, walk_from=90, output_stride=8, cls_steps=600,
+                      cls_batch=16, lr=6e-4, weight_decay=0.01, channels=64, dilations=(1, 2, 3), radius=2, samples=10,
+                      seeds=3, table5_runs=False, wr38_runs=False),
+        "full": dict(backbone="mit_b0", resnet="resnet18", wr38="resnet38-tiny", pretrained=None, crop=160, image_px=160,
+                     batch=8, steps=3000, cls_only=300, lr_warmup=225, walk_from=900, output_stride=8, cls_steps=3000,
+                     cls_batch=16, lr=6e-4, weight_decay=0.01, channels=128, dilations=(1, 2, 4, 8), radius=5, samples=25,
+                     seeds=3, table5_runs=True, wr38_runs=True),
+        "paper": dict(backbone="mit_b1", resnet="resnet101", wr38="resnet38", pretrained="imagenet", crop=512, image_px=500,
+                      batch=8, steps=20000, cls_only=2000, lr_warmup=1500, walk_from=6000, output_stride=16, cls_steps=0,
+                      cls_batch=8, lr=6e-5, weight_decay=0.01, channels=256, dilations=(1, 2, 4, 8, 12, 24), radius=8,
+                      samples=40, seeds=3, table5_runs=True, wr38_runs=True),
+    },
 }
 
 

@@ -34,7 +34,8 @@ def _submodule(model: torch.nn.Module, path: str) -> torch.nn.Module:
 
 def run_variant(*, method: Callable[..., torch.nn.Module], model: dict, train_set, val_set, train_cfg: dict,
                 predictor: Callable | None = None, predictor_args: dict | None = None, outputs: Iterable[str] = (),
-                init: str | None = None, init_into: str = "net", seed: int = 0, save_to: str | None = None,
+                init: str | None = None, init_into: str = "net", init_partial: bool = False, seed: int = 0,
+                save_to: str | None = None,
                 resume_from: str | None = None, eval_batch: int = 16) -> dict:
     """Train one variant of ``method`` on ``train_set`` and score its named ``outputs`` on ``val_set``.
 
@@ -46,7 +47,9 @@ def run_variant(*, method: Callable[..., torch.nn.Module], model: dict, train_se
     train_cfg: keyword arguments of :class:`wsss.train.TrainConfig` (seed defaults to ``seed``, no
     progress bar); with ``stop_at`` and ``checkpoint_dir`` this is the shared first part of several runs
     and nothing is scored. init: a state-dict file loaded into the submodule ``init_into`` (default
-    "net", the backbone + classifier of a CAM method); resume_from: the ``last.pt`` of such a shared
+    "net", the backbone + classifier of a CAM method; ``init_partial``: the file may hold only some of the
+    submodule's weights, e.g. encoder and classifier but not the decoder, while a name the submodule does
+    not have is still an error); resume_from: the ``last.pt`` of such a shared
     first part to continue from (copied; the file is left as it is); save_to: where to keep the
     trained weights. Returns {"miou": {output: fraction}, "per_class": {output: [IoU per class]},
     "history": [...], "train_seconds": s, "eval_seconds": s}.
@@ -58,7 +61,10 @@ def run_variant(*, method: Callable[..., torch.nn.Module], model: dict, train_se
     if outputs and predict is None:
         raise ValueError(f"outputs {outputs} need a predictor")
     if init is not None:
-        _submodule(net, init_into).load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+        loaded = _submodule(net, init_into).load_state_dict(torch.load(init, map_location="cpu", weights_only=True),
+                                                            strict=not init_partial)
+        if loaded.unexpected_keys:
+            raise KeyError(f"init={init}: {init_into or 'the model'} has no weights named {loaded.unexpected_keys[:5]}")
     cfg = TrainConfig(**{"seed": seed, "progress": False, **train_cfg})
     with tempfile.TemporaryDirectory() as tmp:
         if resume_from is not None:
@@ -117,3 +123,11 @@ def shared_warmup(*, steps: int, checkpoint_dir: str | Path, **run) -> str | Non
     train_cfg = {**run.pop("train_cfg"), "stop_at": steps, "checkpoint_dir": str(checkpoint_dir)}
     run_variant(**{**run, "outputs": (), "train_cfg": train_cfg})
     return str(Path(checkpoint_dir) / "last.pt")
+
+
+def backbone_state(classifier_file: str | Path, out_file: str | Path) -> str:
+    """The backbone part of a saved tag classifier (``net`` state dict: backbone.* + classifier.*) as its
+    own state-dict file, e.g. for ``init`` of a run whose ``init_into`` is its backbone (the tag classifier stands in for ImageNet)."""
+    state = torch.load(classifier_file, map_location="cpu", weights_only=True)
+    torch.save({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}, out_file)
+    return str(out_file)

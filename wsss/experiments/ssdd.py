@@ -14,13 +14,13 @@ import torch
 
 from ..data import PseudoMaskDataset, collate
 from ..data.transforms import TrainTransform
-from ..evaluate import ConfusionMatrix
 from ..methods.psa import PSA, psa_probs
 from ..methods.ssdd import PAPER_MAP_PX, SSDD
 from ..ops import multiscale_probs
 from ..refine.crf import crf_label, dense_crf_batch
 from ..train import resolve_device
-from .driver import run_variant
+from ..evaluate import dataset_masks, masks_miou  # noqa: F401  (used by the notebook as ssdd_runs.*)
+from .driver import backbone_state, run_variant  # noqa: F401
 from .timing import median_ms
 
 OUTPUTS = {"seg": False, "seg + CRF": True}
@@ -83,29 +83,6 @@ def static_seed(model: SSDD, dataset, knowledge: dict, advice: dict, *, device="
     return seeds
 
 
-def dataset_masks(dataset) -> dict:
-    """The dataset's own masks, name -> int64 (H, W), read once (for :func:`masks_miou`)."""
-    return {sample["name"]: sample["mask"] for sample in (dataset[i] for i in range(len(dataset)))}
-
-
-def masks_miou(masks: dict, dataset, targets: dict | None = None) -> dict:
-    """mIoU of pseudo masks against the dataset's own masks (the train-set seed quality of Fig. 6), over
-    the pixels the pseudo masks label (255 in a pseudo mask: not scored): {"miou": fraction,
-    "per_class": [IoU], "labelled": share of the scored ground-truth pixels that the masks label}.
-    ``targets``: the :func:`dataset_masks` of ``dataset``, read once for many calls (else read here)."""
-    targets = dataset_masks(dataset) if targets is None else targets
-    cm = ConfusionMatrix(dataset.num_classes)
-    labelled = total = 0
-    for name, target in targets.items():
-        pred = torch.as_tensor(masks[name]).long()
-        unsure = pred == 255
-        total += int((target != 255).sum())
-        target = target.masked_fill(unsure, 255)
-        labelled += int((target != 255).sum())
-        cm.update(pred.masked_fill(unsure, 0)[None], target[None])
-    return {"miou": cm.miou(), "per_class": cm.iou().tolist(), "labelled": labelled / max(total, 1)}
-
-
 def predictor(model: SSDD, outputs, *, crf_gaussian=PSA_GAUSSIAN, crf_bilateral=PSA_BILATERAL, scales=TEST_SCALES,
               flip: bool = True, crf_backend: str = "auto"):
     """A ``predict(batch)`` for :func:`wsss.evaluate.evaluate`: the main head's probabilities over
@@ -151,14 +128,6 @@ def train_ssdd(*, base, masks: dict, val_set, crop: int, model: dict, train_cfg:
                          init=init, seed=seed, save_to=save_to, eval_batch=eval_batch)
     result["seconds"] = time.perf_counter() - start
     return result
-
-
-def backbone_state(classifier_file: str | Path, out_file: str | Path) -> str:
-    """The backbone part of a saved tag classifier (``net`` state dict: backbone.* + classifier.*) as its
-    own state-dict file, for :func:`train_affinity`'s ``init_backbone``."""
-    state = torch.load(classifier_file, map_location="cpu", weights_only=True)
-    torch.save({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}, out_file)
-    return str(out_file)
 
 
 def load_ssdd(path: str | Path, num_classes: int, model: dict, device="cpu") -> SSDD:

@@ -7,8 +7,8 @@ background, become the pseudo label (background only where both runs agree, 255 
 **SegFormer decoder** learns that label. And the encoder's own **self-attention** of its last stage is
 read as a pixel affinity: the attention logits of its last blocks (all heads), made symmetric (A + A^T)
 and mixed by a 1x1 conv and a sigmoid, learn pair labels taken from the pseudo label (same class 1,
-different 0, within a square window). Later in training AFA replaces the CAM by the CAM walked along
-the learnt affinity.
+different 0, within a square window). From iteration 6000 of 20k AFA replaces the CAM by the CAM walked
+along the learnt affinity (:func:`walk_labels`).
 
 This module holds only what AFA adds: the network (:class:`AFANet`), its CAM and pseudo labels, and the
 affinity loss. PAR lives in :mod:`wsss.refine.par`; pair labels and the walk in :mod:`wsss.refine.affinity`;
@@ -30,14 +30,15 @@ from ..losses import multilabel_soft_margin, split_ce
 from ..models import build_backbone
 from ..models.heads import SegFormerHead
 from ..ops import present_classes, rescaled_view
-from ..refine.affinity import downsample_labels, window_pair_labels
-from ..refine.par import DILATIONS, par_kernel, propagate
+from ..refine.affinity import downsample_labels, random_walk, window_mask, window_pair_labels
+from ..refine.par import DILATIONS, KERNELS, refine
 from ..train import ReusableLabels
 
 CAM_SCALES = (1.0, 0.5, 1.5)
 BKG_HIGH, BKG_LOW = 0.55, 0.35            # the constant background scores of the two PAR runs (AFA code)
 PAR_ITERS = 10
 AFF_RADIUS = 8                            # the pair window on the 1/16 map
+WALK_FROM = 6000                          # AFA's switch to the affinity-walked CAM (of 20k iterations)
 
 
 class AFANet(nn.Module):
@@ -45,29 +46,34 @@ class AFANet(nn.Module):
     attention-affinity head.
 
     forward(uint8 images (B, 3, H, W)) -> {"logits": (B, K) tag logits, "cam": (B, K, h, w) raw CAM at
-    1/16 (the classifier's weights on the last features, before ReLU), "seg": (B, C, H/4, W/4),
-    "attn": (B, 2 heads, N, N) the attention logits of the last stage's last two blocks, "affinity":
-    (B, N, N) in (0, 1)}. ``symmetric``: AFA adds A + A^T before the 1x1 conv (TSCD does not).
-    The encoder's LayerNorms are frozen (not trained), as the AFA code.
+    the last stage (the classifier's weights on the last features, before ReLU), "seg": (B, C, H/4, W/4),
+    "attn": (B, heads x blocks, N, N) the attention logits of the last stage's last two blocks,
+    "affinity": (B, N, N) in (0, 1), "features": the encoder's four maps}. ``symmetric``: AFA adds
+    A + A^T before the 1x1 conv (TSCD does not). The encoder's LayerNorms are frozen (not trained), as
+    the AFA code. A backbone without attention (ResNet: TSCD's Table 4) gives no "attn" / "affinity".
+    ``output_stride``: 16 in AFA and TSCD; 8 at our small-image profiles (printed by the notebook).
     """
 
     def __init__(self, backbone: str, num_classes: int, *, pretrained: str | None = None, channels: int = 256,
-                 symmetric: bool = True, attn_blocks: int = 2):
+                 symmetric: bool = True, attn_blocks: int = 2, output_stride: int = 16):
         super().__init__()
-        self.encoder = build_backbone(backbone, pretrained=pretrained, output_stride=16)
+        self.encoder = build_backbone(backbone, pretrained=pretrained, output_stride=output_stride)
         chans = self.encoder.out_channels
         self.classifier = nn.Conv2d(chans[-1], num_classes - 1, 1, bias=False)
         self.decoder = SegFormerHead(tuple(chans), num_classes, channels=channels)
-        heads = self.encoder.blocks[-1][-1].attn.heads
-        self.attn_blocks = min(attn_blocks, len(self.encoder.blocks[-1]))
-        self.attn_proj = nn.Conv2d(heads * self.attn_blocks, 1, 1, bias=True)
+        self.has_attention = hasattr(self.encoder, "blocks")
         self.symmetric = symmetric
+        if self.has_attention:
+            heads = self.encoder.blocks[-1][-1].attn.heads
+            self.attn_blocks = min(attn_blocks, len(self.encoder.blocks[-1]))
+            self.attn_proj = nn.Conv2d(heads * self.attn_blocks, 1, 1, bias=True)
         for m in self.encoder.modules():
             if isinstance(m, nn.LayerNorm):
                 m.requires_grad_(False)
 
     def forward(self, images: torch.Tensor, *, with_attn: bool = True) -> dict:
         x = normalize(images) if images.dtype == torch.uint8 else images
+        with_attn = with_attn and self.has_attention
         if with_attn:
             features, attns = self.encoder(x, return_attn=True)
             attn = torch.cat(attns[-self.attn_blocks:], 1)                      # (B, heads x blocks, N, N)
@@ -99,33 +105,69 @@ def afa_cam(net: AFANet, images: torch.Tensor, tags: torch.Tensor, scales: Seque
 
 
 @torch.no_grad()
-def par_labels(images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor, *, high: float = BKG_HIGH,
-               low: float = BKG_LOW, dilations: Sequence[int] = DILATIONS, n_iter: int = PAR_ITERS,
-               valid: torch.Tensor | None = None) -> torch.Tensor:
-    """AFA's pseudo label: [background; CAMs] with a constant background ``high`` and ``low``, each over
-    background + tagged classes only and softmaxed, refined by PAR (:func:`wsss.refine.par.par_kernel`) at
-    half resolution on the image in [0, 1]; the label is the argmax of the high run, 255 where the high
-    run says background, 0 where both runs say background; 255 outside ``valid`` (the crop's image box).
-    images uint8 (B, 3, H, W); cams (B, K, H, W) in [0, 1]; tags (B, K). Returns int64 (B, H, W)."""
+def two_background_label(images: torch.Tensor, runs: Sequence[torch.Tensor], tags: torch.Tensor, *,
+                         refiner: str | None = "par", dilations: Sequence[int] = DILATIONS, n_iter: int = PAR_ITERS,
+                         valid: torch.Tensor | None = None) -> torch.Tensor:
+    """AFA's label from a high-background and a low-background run: each run's scores (B, K+1, H, W)
+    ([background; classes], at the image size) over background + tagged classes, softmaxed, refined by
+    ``refiner`` (a key of :data:`wsss.refine.par.KERNELS`: PAR in AFA, VARM in TSCD; None: not refined)
+    at half resolution on the image in [0, 1]; the label is the argmax of the high run, 255 where the
+    high run says background, 0 where both runs say background; 255 outside ``valid`` (the crop's image
+    box). images uint8 (B, 3, H, W); tags (B, K). Returns int64 (B, H, W)."""
     size = images.shape[2:]
     half = (size[0] // 2, size[1] // 2)
-    small = F.interpolate(images.float() / 255.0, size=half, mode="bilinear", align_corners=False)
-    kernel = par_kernel(small, dilations)
     present = present_classes(tags)
+    kernel = None
+    if refiner is not None:
+        small = F.interpolate(images.float() / 255.0, size=half, mode="bilinear", align_corners=False)
+        kernel = KERNELS[refiner](small, dilations)                  # once for both runs
     labels = []
-    for bkg in (high, low):
-        scores = torch.cat([torch.full_like(cams[:, :1], bkg), cams], 1)
+    for scores in runs:
         probs = scores.masked_fill(~present, float("-inf")).softmax(1)
-        probs = F.interpolate(probs, size=half, mode="bilinear", align_corners=False)
-        refined = propagate(probs, kernel, dilations, n_iter)
-        refined = F.interpolate(refined, size=size, mode="bilinear", align_corners=False)
-        labels.append(refined.masked_fill(~present, float("-inf")).argmax(1))
+        if refiner is not None:
+            probs = F.interpolate(probs, size=half, mode="bilinear", align_corners=False)
+            probs = refine(probs, small, refiner, dilations, n_iter, kernel=kernel)
+            probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+        labels.append(probs.masked_fill(~present, float("-inf")).argmax(1))
     label = labels[0].clone()
     label[labels[0] == 0] = IGNORE
     label[(labels[0] == 0) & (labels[1] == 0)] = 0
     if valid is not None:
         label[~valid] = IGNORE
     return label
+
+
+def _with_background(cams: torch.Tensor, score: float) -> torch.Tensor:
+    """[a constant background ``score``; cams]: (B, K, H, W) -> (B, K+1, H, W)."""
+    return torch.cat([torch.full_like(cams[:, :1], score), cams], 1)
+
+
+@torch.no_grad()
+def cam_labels(images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor, *, high: float = BKG_HIGH,
+               low: float = BKG_LOW, **refined) -> torch.Tensor:
+    """AFA's pseudo label: :func:`two_background_label` of the CAMs with a constant background ``high``
+    (0.55) and ``low`` (0.35). cams (B, K, H, W) in [0, 1]; ``refined``: refiner, dilations, n_iter,
+    valid. Returns int64 (B, H, W)."""
+    return two_background_label(images, [_with_background(cams, high), _with_background(cams, low)], tags, **refined)
+
+
+@torch.no_grad()
+def walk_labels(images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor, affinity: torch.Tensor, map_size,
+                *, radius: int = AFF_RADIUS, high: float = BKG_HIGH, low: float = BKG_LOW, **refined) -> torch.Tensor:
+    """AFA's label after its switch (iteration 6000): the CAM with each constant background, brought to the
+    affinity's map (``map_size`` (h, w), bilinear), walked along the learnt affinity (B, N, N) kept inside
+    the square ``radius`` window (:func:`wsss.refine.affinity.random_walk`, beta 1, T squared once: our
+    reading of the public code's two-step propagation), resized to the image, then
+    :func:`two_background_label` (refined as before). Returns int64 (B, H, W)."""
+    h, w = map_size
+    small = F.interpolate(cams, size=(h, w), mode="bilinear", align_corners=False)
+    aff = affinity.detach().float() * window_mask(h, w, radius, affinity.device)
+    present = present_classes(tags).float()
+    runs = []
+    for score in (high, low):
+        walked = random_walk(_with_background(small, score) * present, aff, beta=1.0, logt=1)
+        runs.append(F.interpolate(walked, size=images.shape[2:], mode="bilinear", align_corners=False))
+    return two_background_label(images, runs, tags, **refined)
 
 
 def affinity_loss(affinity: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -140,28 +182,47 @@ class AFA(ReusableLabels, nn.Module):
     """AFA's training step (public code's schedule): the classification loss alone for the first
     ``cls_only`` iterations (a shared warm-up: every variant builds the same modules), then
     L_cls + ``seg_weight`` L_seg + ``aff_weight`` L_aff, with L_seg = 0.5 (background CE + foreground CE)
-    on the PAR label (:func:`par_labels` of :func:`afa_cam`, 255 outside the crop's image box, the batch's
-    "valid") and L_aff = :func:`affinity_loss` on the label's pairs at the attention's resolution (nearest)
-    within ``radius``. The step after the label switch (``walk_from``; AFA 6000 of 20k) is not built yet:
-    the segmentation label stays the PAR label. With ``timing_network_only`` the labels are reused.
+    on the pseudo label (:func:`cam_labels` of :func:`afa_cam`, refined by ``refiner``, 255 outside the
+    crop's image box, the batch's "valid") and L_aff = :func:`affinity_loss` on the label's pairs at the
+    attention's resolution (nearest) within ``radius``. From iteration ``walk_from`` (AFA: 6000 of 20k;
+    None: never) the label is :func:`walk_labels`, the CAM walked along this step's affinity (detached).
+    With ``timing_network_only`` the labels are reused.
     """
 
     def __init__(self, backbone: str, num_classes: int, *, pretrained: str | None = None, channels: int = 256,
                  symmetric: bool = True, cls_only: int = 2000, seg_weight: float = 0.1, aff_weight: float = 0.1,
                  cam_scales: Sequence[float] = CAM_SCALES, radius: int = AFF_RADIUS,
-                 dilations: Sequence[int] = DILATIONS):
+                 dilations: Sequence[int] = DILATIONS, refiner: str | None = "par", walk_from: int | None = WALK_FROM,
+                 output_stride: int = 16):
         super().__init__()
-        self.net = AFANet(backbone, num_classes, pretrained=pretrained, channels=channels, symmetric=symmetric)
+        if refiner is not None and refiner not in KERNELS:
+            raise ValueError(f"refiner={refiner!r} is not known; choose None or one of {sorted(KERNELS)}")
+        self.net = AFANet(backbone, num_classes, pretrained=pretrained, channels=channels, symmetric=symmetric,
+                          output_stride=output_stride)
         self.cls_only, self.seg_weight, self.aff_weight = cls_only, seg_weight, aff_weight
         self.cam_scales, self.radius, self.dilations = tuple(cam_scales), radius, tuple(dilations)
+        self.refiner, self.walk_from = refiner, walk_from
 
-    def labels(self, images: torch.Tensor, tags: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-        """The PAR-refined pseudo label of the batch (no gradient; a separate CAM pass in eval mode)."""
+    def cams(self, images: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        """:func:`afa_cam` of the batch, in eval mode (no gradient; a separate pass)."""
         was = self.training
         self.net.eval()
         cams = afa_cam(self.net, images, tags, self.cam_scales)
         self.net.train(was)
-        return par_labels(images, cams, tags, dilations=self.dilations, valid=valid)
+        return cams
+
+    def labels(self, images: torch.Tensor, tags: torch.Tensor, valid: torch.Tensor | None,
+               out: dict | None = None) -> torch.Tensor:
+        """The batch's pseudo label: :func:`cam_labels`, or :func:`walk_labels` when ``out`` (this step's
+        forward, with its affinity) is given."""
+        refined = dict(refiner=self.refiner, dilations=self.dilations, valid=valid)
+        if out is None:
+            return cam_labels(images, self.cams(images, tags), tags, **refined)
+        return walk_labels(images, self.cams(images, tags), tags, out["affinity"], out["cam"].shape[2:],
+                           radius=self.radius, **refined)
+
+    def walking(self, step: int) -> bool:
+        return self.walk_from is not None and step >= self.walk_from and self.net.has_attention
 
     def forward(self, batch: dict, step: int = 0) -> dict:
         images, tags = batch["image"], batch["labels"]
@@ -169,14 +230,28 @@ class AFA(ReusableLabels, nn.Module):
         l_cls = multilabel_soft_margin(out["logits"], tags)
         if step < self.cls_only:
             return {"loss": l_cls, "cls": l_cls.detach()}
-        label = self.step_labels(self.labels, images, tags, batch.get("valid"))
+        label = self.step_labels(self.labels, images, tags, batch.get("valid"), out if self.walking(step) else None)
         seg = F.interpolate(out["seg"], size=label.shape[1:], mode="bilinear", align_corners=False)
         l_seg = 0.5 * split_ce(seg, label)
-        small = downsample_labels(label, out["cam"].shape[2:])                 # the attention's resolution
-        l_aff = affinity_loss(out["affinity"], window_pair_labels(small, self.radius))
+        l_aff = self.aux_loss(out, label)
         loss = l_cls + self.seg_weight * l_seg + self.aff_weight * l_aff
         return {"loss": loss, "cls": l_cls.detach(), "seg": l_seg.detach(), "aff": l_aff.detach(),
                 "ignored": (label == IGNORE).float().mean()}
+
+    def aux_loss(self, out: dict, label: torch.Tensor) -> torch.Tensor:
+        """:func:`affinity_loss` on the label's pairs at the attention's resolution (nearest) within the
+        radius; 0 for a backbone without attention."""
+        if "affinity" not in out:
+            return out["seg"].sum() * 0.0
+        pairs = self.step_labels(lambda: window_pair_labels(downsample_labels(label, out["cam"].shape[2:]), self.radius),
+                                 key="pairs")
+        return affinity_loss(out["affinity"], pairs)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Segmentation logits (B, C, H, W) of uint8 images, resized to the input (the test-time output)."""
+        seg = self.net(images, with_attn=False)["seg"]
+        return F.interpolate(seg.float(), size=images.shape[2:], mode="bilinear", align_corners=False)
 
     def param_groups(self) -> list[dict]:
         """The encoder x1, the new layers (classifier, decoder, affinity conv) x10 (AFA code)."""

@@ -10,7 +10,7 @@ feature pixel of each level). MiT backbones also take ``return_attn=True`` (see 
     resnet-tiny     16, 32, 64, 128               same
     resnet38        256, 512, 1024, 4096          same (8 in PSA)
     resnet38-tiny   32, 64, 128, 512              same
-    mit_b0          32, 64, 160, 256              - / [4,8,16,16] / [4,8,16,32]
+    mit_b0          32, 64, 160, 256              [4,8,8,8] / [4,8,16,16] / [4,8,16,32]; 4: [4,4,4,4]
     mit_b1          64, 128, 320, 512             same
     mit-tiny        16, 32, 64, 128               same
 """
@@ -34,9 +34,9 @@ _REGISTRY: dict[str, tuple[Callable[[int], nn.Module], tuple[int, ...]]] = {
     "resnet-tiny": (lambda os_: ResNet.small((16, 32, 64, 128), (1, 1, 1, 1), os_), (8, 16, 32)),
     "resnet38": (lambda os_: ResNet38(os_), (8, 16, 32)),
     "resnet38-tiny": (lambda os_: ResNet38(os_, width_divisor=8), (8, 16, 32)),
-    "mit_b0": (lambda os_: MixTransformer(MIT_CONFIGS["mit_b0"], os_), (16, 32)),
-    "mit_b1": (lambda os_: MixTransformer(MIT_CONFIGS["mit_b1"], os_), (16, 32)),
-    "mit-tiny": (lambda os_: MixTransformer(MIT_CONFIGS["mit-tiny"], os_), (16, 32)),
+    "mit_b0": (lambda os_: MixTransformer(MIT_CONFIGS["mit_b0"], os_), (4, 8, 16, 32)),
+    "mit_b1": (lambda os_: MixTransformer(MIT_CONFIGS["mit_b1"], os_), (4, 8, 16, 32)),
+    "mit-tiny": (lambda os_: MixTransformer(MIT_CONFIGS["mit-tiny"], os_), (4, 8, 16, 32)),
 }
 
 BACKBONES: tuple[str, ...] = tuple(_REGISTRY)
@@ -47,7 +47,7 @@ def build_backbone(name: str, *, pretrained: str | None = None, output_stride: i
 
     ``pretrained``: None, a path to a state_dict / checkpoint file, or ``"imagenet"`` for the standard
     weights (torchvision for ResNet, Hugging Face ``nvidia/mit-b*`` for MiT); see
-    :func:`wsss.models.pretrained.load_pretrained`. ``output_stride``: 8, 16 or 32 (MiT: 16 or 32).
+    :func:`wsss.models.pretrained.load_pretrained`. ``output_stride``: 8, 16 or 32 (MiT also 4).
     """
     if name not in _REGISTRY:
         raise ValueError(f"name={name!r} is not a known backbone; choose one of {', '.join(BACKBONES)}")

@@ -79,7 +79,10 @@ class EfficientSelfAttention(nn.Module):
         d = C // self.heads
         q = self.q(x).reshape(B, N, self.heads, d).transpose(1, 2)            # (B, heads, N, d)
         if self.sr_ratio > 1:
-            x = self.sr(x.transpose(1, 2).reshape(B, C, h, w))                # (B, C, h/R, w/R)
+            x = x.transpose(1, 2).reshape(B, C, h, w)
+            if h < self.sr_ratio or w < self.sr_ratio:     # a map smaller than R (a small second view): border repeated up to R
+                x = F.pad(x, [0, max(0, self.sr_ratio - w), 0, max(0, self.sr_ratio - h)], mode="replicate")
+            x = self.sr(x)                                                    # (B, C, h/R, w/R)
             x = self.norm(x.flatten(2).transpose(1, 2))                       # (B, N', C)
         k, v = self.kv(x).reshape(B, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)  # 2 x (B, heads, N', d)
         if return_attn:
@@ -128,12 +131,14 @@ class Block(nn.Module):
 
 
 class MixTransformer(nn.Module):
-    """The MiT encoder. ``output_stride`` 32 (SegFormer) or 16 (last patch embedding with stride 1)."""
+    """The MiT encoder. ``output_stride`` 32 (SegFormer), 16 (AFA / TSCD: the last patch embedding with
+    stride 1), or 8 and 4 (the last two, three with stride 1: our small-image profiles, where a 64 px image
+    at stride 16 would leave a 4 x 4 map)."""
 
     def __init__(self, config: MiTConfig, output_stride: int = 32):
         super().__init__()
         cfg = config
-        strides = [4, 2, 2, 2 if output_stride == 32 else 1]
+        strides = {32: [4, 2, 2, 2], 16: [4, 2, 2, 1], 8: [4, 2, 1, 1], 4: [4, 1, 1, 1]}[output_stride]
         kernels = [7, 3, 3, 3]
         rates = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
         self.patch_embeds, self.blocks, self.norms = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
@@ -147,7 +152,7 @@ class MixTransformer(nn.Module):
             self.norms.append(nn.LayerNorm(dim, eps=1e-6))
             cin = dim
         self.out_channels = list(cfg.dims)
-        self.strides = [4, 8, 16, output_stride]
+        self.strides = [math.prod(strides[:i + 1]) for i in range(4)]
         self.apply(self._init_weights)
 
     @staticmethod

@@ -128,6 +128,14 @@ def downsample_labels(labels: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
 
 
+def window_mask(h: int, w: int, radius: int, device=None) -> torch.Tensor:
+    """bool (N, N), N = h w: True where two positions of an h x w map lie within a square window
+    (|dy| and |dx| <= ``radius``), AFA's pair window."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    return ((ys[:, None] - ys[None]).abs() <= radius) & ((xs[:, None] - xs[None]).abs() <= radius)
+
+
 def window_pair_labels(labels: torch.Tensor, radius: int, ignore: int = IGNORE) -> torch.Tensor:
     """AFA's affinity labels of every pair of positions of a small label map: (B, h, w) -> (B, N, N) int64,
     N = h w, 1 where both positions hold the same class, 0 where they hold different classes, ``ignore``
@@ -139,9 +147,7 @@ def window_pair_labels(labels: torch.Tensor, radius: int, ignore: int = IGNORE) 
     b, h, w = labels.shape
     flat = labels.reshape(b, -1).long()
     same = (flat[:, :, None] == flat[:, None, :]).long()                           # (B, N, N)
-    ys, xs = torch.meshgrid(torch.arange(h, device=labels.device), torch.arange(w, device=labels.device), indexing="ij")
-    ys, xs = ys.flatten(), xs.flatten()
-    inside = ((ys[:, None] - ys[None]).abs() <= radius) & ((xs[:, None] - xs[None]).abs() <= radius)   # (N, N)
+    inside = window_mask(h, w, radius, labels.device)                              # (N, N)
     unknown = (flat == ignore)
     same[unknown[:, :, None] | unknown[:, None, :] | ~inside[None]] = ignore
     return same

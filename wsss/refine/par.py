@@ -39,19 +39,26 @@ def neighbours(x: torch.Tensor, dilations: Sequence[int] = DILATIONS) -> torch.T
     """The value of every neighbour: (B, C, H, W) -> (B, C, K, H, W), K = 8 len(dilations), with the
     border repeated beyond the image."""
     h, w = x.shape[-2:]
-    out = []
-    for d in dilations:
-        padded = F.pad(x, [d, d, d, d], mode="replicate")
-        out += [padded[..., d + dy * d: d + dy * d + h, d + dx * d: d + dx * d + w] for dy, dx in RING]
-    return torch.stack(out, 2)
+    m = max(dilations)
+    padded = F.pad(x, [m, m, m, m], mode="replicate")                 # once, by the widest dilation
+    return torch.stack([padded[..., m + dy: m + dy + h, m + dx: m + dx + w]
+                        for dy, dx in neighbour_offsets(dilations)], 2)
 
 
 def propagate(masks: torch.Tensor, kernel: torch.Tensor, dilations: Sequence[int] = DILATIONS,
               n_iter: int = 10) -> torch.Tensor:
     """Eq. (11) of TSCD (and PAMR's, PAR's update): ``n_iter`` times P_i <- sum_j k_ij P_j.
     masks (B, C, H, W); kernel (B, 1, K, H, W) from a ``*_kernel`` of the same dilations."""
+    offsets, m = neighbour_offsets(dilations), max(dilations)
+    h, w = masks.shape[-2:]
+    weights = kernel[:, 0]                                                 # (B, K, H, W)
     for _ in range(int(n_iter)):
-        masks = (neighbours(masks, dilations) * kernel).sum(2)
+        padded = F.pad(masks, [m, m, m, m], mode="replicate")
+        out = None
+        for k, (dy, dx) in enumerate(offsets):        # sum_j k_ij P_j, one neighbour at a time: no (B, C, K, H, W)
+            term = padded[..., m + dy: m + dy + h, m + dx: m + dx + w] * weights[:, k:k + 1]
+            out = term if out is None else out.add_(term)
+        masks = out
     return masks
 
 
@@ -101,3 +108,24 @@ def varm_kernel(images: torch.Tensor, dilations: Sequence[int] = DILATIONS, *, a
     k_rgb = (-(alpha * diff) ** 2 / (std ** 2 + 1e-8)).mean(1, keepdim=True)                     # Eq. (9)
     v = neighbours(image_variation(images), dilations)                                            # (B, 1, K, H, W)
     return k_rgb.softmax(2) - beta * v.softmax(2)                                                 # Eq. (10)
+
+
+# the refiners a CAM method can train with (TSCD's Table 5): name -> kernel(images float (B, 3, H, W) in
+# [0, 1], dilations) -> (B, 1, K, H, W). "varm-rgb" is VARM's k_rgb alone (beta = 0), Table 5's third row.
+KERNELS = {
+    "pamr": pamr_kernel,
+    "par": par_kernel,
+    "varm": varm_kernel,
+    "varm-rgb": lambda images, dilations=DILATIONS: varm_kernel(images, dilations, beta=0.0),
+}
+
+
+def refine(probs: torch.Tensor, images: torch.Tensor, refiner: str, dilations: Sequence[int] = DILATIONS,
+           n_iter: int = 10, kernel: torch.Tensor | None = None) -> torch.Tensor:
+    """``probs`` (B, C, H, W) refined by ``refiner`` (a key of :data:`KERNELS`) on ``images`` float
+    (B, 3, H, W) of the same size: :func:`propagate` with that refiner's kernel (or ``kernel``, built
+    before for several calls)."""
+    if refiner not in KERNELS:
+        raise ValueError(f"refiner={refiner!r} is not known; choose one of {sorted(KERNELS)}")
+    kernel = KERNELS[refiner](images, dilations) if kernel is None else kernel
+    return propagate(probs, kernel, dilations, n_iter)

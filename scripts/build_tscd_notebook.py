@@ -1,0 +1,494 @@
+"""Write notebooks/tscd.ipynb from the cells below (unexecuted); publish it with
+``python -m wsss.run_notebooks --publish tscd``. Kept so the notebook's source stays reviewable."""
+from pathlib import Path
+
+import nbformat as nbf
+
+cells = []
+
+
+def md(text):
+    cells.append(nbf.v4.new_markdown_cell(text.strip("\n")))
+
+
+def code(text, tags=None):
+    cell = nbf.v4.new_code_cell(text.strip("\n"))
+    if tags:
+        cell.metadata["tags"] = tags
+    cells.append(cell)
+
+
+md(r"""
+# TSCD: Self Correspondence Distillation, with AFA as its baseline
+
+*Self Correspondence Distillation for End-to-End Weakly-Supervised Semantic Segmentation* (Xu et al., AAAI 2023),
+built on *Learning Affinity from Attention* (AFA, Ru et al., CVPR 2022).
+
+Both are **single-stage**: one transformer (MiT) learns the image tags, makes its own pseudo labels from its
+CAMs on every step, and learns to segment them. AFA refines the CAM label with **PAR** (a pixel-adaptive
+propagation on the image) and reads the encoder's **self-attention** as a pixel affinity that learns pairs of
+the label. TSCD keeps AFA's skeleton and adds:
+
+* **SCD** (Eq. 3-7): the correlation of the CAM at sampled positions of the image and of a 0.3x view guides
+  the same correlation of the segmentation logits;
+* **VARM** (Eq. 8-11): PAR's kernel with a term for the image's local variation, instead of PAR;
+* **L_equ** (Eq. 12): the CAM of the small view should equal the small CAM; **L_aux** (Eq. 14): AFA's
+  affinity loss on the attention maps directly; **L_reg**: a dense-CRF energy loss on the prediction.
+
+This notebook shows the pieces beside the equations, the refiners' kernels and the CAM correspondences as
+pictures, trains AFA and TSCD, and puts our numbers beside the paper's Tables 1, 3, 4 and 5.
+""")
+
+code(r'''
+dataset = "synthetic"      # "synthetic" (generated here, no download), "voc", "coco", "cocostuff10k"
+data_root = None           # folder of the data; None: the cached synthetic benchmark
+profile = "quick"          # "smoke" (tests, seconds), "quick" (laptop CPU, minutes), "full" (one GPU), "paper" (the paper's data)
+device = "auto"            # "auto", "cpu", "cuda"
+seed = 0                   # the first seed; the central rows (AFA, TSCD) also run seed + 1, seed + 2, ...
+out_dir = None             # results/ and figures/ go here; None: runs/<notebook>-<profile>/ (git-ignored)
+lambda1 = 0.1              # Eq. (15): weight of L_SCD + L_seg + L_equ + L_aux
+lambda2 = 0.01             # Eq. (15): weight of L_reg
+view_scale = 0.3           # SCD's second view: the input downscaled by this factor
+alpha = 4.0                # Eq. (9): VARM's smoothing weight
+beta = 0.01                # Eq. (10): VARM's variation weight
+seeds = 0                  # seeds of the central rows; 0: the profile's number (3 at quick)
+workers = 0                # runs trained at once; 0: 2 on a CPU (1 at smoke), 1 on a GPU
+''', tags=["parameters"])
+
+code(r'''
+from wsss.notebook import check_parameters, number
+
+params = check_parameters(globals(), {"lambda1": number(0, 10), "lambda2": number(0, 10), "view_scale": number(0.05, 0.95),
+                                      "alpha": number(0.01, 100), "beta": number(0, 1), "seeds": number(0, 20, integer=True),
+                                      "workers": number(0, 16, integer=True)})
+params
+''')
+
+md(r"""
+## Settings of each profile
+
+All profiles live in `wsss/profiles.py`. `smoke` only proves that every cell runs; `quick` is the committed run on
+a 2-core CPU; `full` the same experiments on one GPU; `paper` the paper's MiT-B1 on VOC. A miniature keeps the
+paper's proportions: classification alone for the first 10% of the iterations (AFA: 2000 of 20k, a shared
+warm-up), the LR warm-up 7.5% (1500), AFA's switch to the walked CAM at 30% (6000), and the maps' sizes in
+proportion to the paper's 32 x 32 map of a 512 px crop at stride 16: at 64 px we use output stride 8 (an 8 x 8
+map) and scale the pair window (radius 8 -> 2), the SCD samples per side (40 -> 10) and the PAR / VARM dilations
+(1-24 on the 256 px half-resolution image -> 1-3 on 32 px). The next cell prints them.
+
+**Stand-in for ImageNet.** There are no ImageNet weights here. AFA's network is first trained on the tags alone
+(its own global-max-pooling classifier), and every run starts from that encoder and classifier. A GAP
+classifier (the other notebooks' stand-in) gave our small MiT CAMs that cover the background (printed below).
+""")
+
+code(r'''
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from wsss import viz
+from wsss.data import build_dataset, collate
+from wsss.data.transforms import TrainTransform
+from wsss.evaluate import dataset_masks
+from wsss.models import build_backbone
+from wsss.experiments import run_grid, run_variant, shared_warmup, step_timing
+from wsss.experiments import tscd as tscd_runs
+from wsss.methods import afa, tscd
+from wsss.methods.afa import AFA
+from wsss.methods.tscd import TSCD
+from wsss.notebook import (Stopwatch, default_workers, mean_std, miou_record, open_data, ordering_verdict, output_dirs,
+                           pixels, profile_settings, scaled_bilateral, show_source, write_results)
+from wsss.records import pair_verdict
+from wsss.refine import par
+from wsss.train import resolve_device, seed_everything
+
+clock = Stopwatch()
+SETTINGS = profile_settings("tscd", profile, seeds=seeds or None)
+dev = resolve_device(device)
+WORKERS = workers or default_workers(dev.type, profile)
+SEEDS = [seed + k for k in range(SETTINGS["seeds"])]
+image_px, crop, steps = SETTINGS["image_px"], SETTINGS["crop"], SETTINGS["steps"]
+CRF_BILATERAL = scaled_bilateral(tscd_runs.CRF_BILATERAL, image_px)   # AFA's test CRF: sxy 64 at ~500 px, srgb 5, compat 4
+REG_SIGMA_XY = pixels(tscd.REG_SIGMA_XY, image_px)                  # L_reg's sigma_xy 100 at ~500 px
+VARM = "varm" if (alpha, beta) == (4.0, 0.01) else "varm-custom"
+if VARM == "varm-custom":        # the notebook's alpha / beta: a refiner of its own, registered for this kernel
+    par.KERNELS["varm-custom"] = lambda images, dilations=par.DILATIONS: par.varm_kernel(images, dilations, alpha=alpha, beta=beta)
+COMMON_MODEL = dict(output_stride=SETTINGS["output_stride"], channels=SETTINGS["channels"], cls_only=SETTINGS["cls_only"],
+                    dilations=SETTINGS["dilations"], radius=SETTINGS["radius"])
+TSCD_MODEL = dict(**COMMON_MODEL, samples=SETTINGS["samples"], reg_sigma_xy=REG_SIGMA_XY, lambda1=lambda1, lambda2=lambda2,
+                  view_scale=view_scale, refiner=VARM)
+AFA_MODEL = dict(**COMMON_MODEL, walk_from=SETTINGS["walk_from"], refiner="par")
+TRAIN = dict(steps=steps, batch_size=SETTINGS["batch"], optimizer="adamw", lr=SETTINGS["lr"],
+             weight_decay=SETTINGS["weight_decay"], lr_warmup=SETTINGS["lr_warmup"], poly_power=1.0, device=str(dev), log_every=10)
+results_dir, figures_dir = output_dirs(out_dir, "tscd", profile)
+seed_everything(seed)
+os_ = SETTINGS["output_stride"]
+view_px = int(crop * view_scale)
+with torch.no_grad():                                                      # the maps' sizes, measured
+    _enc = build_backbone(SETTINGS["backbone"], output_stride=os_).eval()
+    map_1, map_2 = (_enc(torch.zeros(1, 3, n, n))[-1].shape[-1] for n in (crop, view_px))
+SCHEDULE = {"steps": steps, "classification_only": SETTINGS["cls_only"], "lr_warmup": SETTINGS["lr_warmup"],
+            "afa_walk_from": SETTINGS["walk_from"], "shares": {"classification_only": SETTINGS["cls_only"] / steps,
+            "lr_warmup": SETTINGS["lr_warmup"] / steps, "afa_walk_from": SETTINGS["walk_from"] / steps},
+            "paper_shares": {"classification_only": 2000 / 20000, "lr_warmup": 1500 / 20000, "afa_walk_from": 6000 / 20000}}
+MAPS = {"crop_px": crop, "output_stride": os_, "cam_map": [map_1, map_1], "view_px": view_px, "view_cam_map": [map_2, map_2],
+        "paper_cam_map": [32, 32], "paper_view_cam_map": [10, 10], "pair_radius": SETTINGS["radius"], "scd_samples": SETTINGS["samples"],
+        "refiner_dilations": list(SETTINGS["dilations"])}
+print(f"device: {dev}, runs at once: {WORKERS}, seeds {SEEDS}; {steps} iterations at batch {SETTINGS['batch']}")
+print(f"schedule: classification only {SETTINGS['cls_only']} ({100 * SCHEDULE['shares']['classification_only']:.1f}%; paper 10%), "
+      f"LR warm-up {SETTINGS['lr_warmup']} ({100 * SCHEDULE['shares']['lr_warmup']:.1f}%; paper 7.5%), AFA's walk from "
+      f"{SETTINGS['walk_from']} ({100 * SCHEDULE['shares']['afa_walk_from']:.0f}%; paper 30%)")
+print(f"maps: a {crop} px crop at output stride {os_} -> a {map_1} x {map_1} CAM (paper 32 x 32); the {view_scale} view is "
+      f"{view_px} px -> {map_2} x {map_2} (paper 10 x 10); pair radius {SETTINGS['radius']}, SCD samples "
+      f"{SETTINGS['samples']} x {SETTINGS['samples']}, refiner dilations {SETTINGS['dilations']}")
+print(f"test CRF bilateral {CRF_BILATERAL}; L_reg sigma_xy {REG_SIGMA_XY} px at full resolution (x0.5 at half); refiner of TSCD: {VARM}")
+''')
+
+code(r'''
+root, train_raw, val_set = open_data(dataset, data_root, profile, seed)    # no transform: labels are scored on whole images
+train_set = copy.copy(train_raw)                                           # the same images, with AFA's training transform
+train_set.transform = TrainTransform(crop, scale=(0.5, 2.0))               # random scale 0.5-2.0, flip, crop (255 outside)
+names, C = train_raw.class_names, train_raw.num_classes
+eval_batch = 16 if dataset == "synthetic" else 1
+print(f"data: {root}; {len(train_raw)} train and {len(val_set)} val images; classes: {names}")
+''')
+
+md(r"""
+## 1. The pieces beside the equations
+
+**AFA's network and labels.** The MiT encoder feeds a global-max-pooling classifier (its CAM), the SegFormer
+MLP decoder, and - from the attention logits $qk^T$ of the last stage's blocks - the affinity head. The pseudo
+label: the CAM with a constant background 0.55 and 0.35, each refined, then "both say background -> 0,
+the high one says background -> 255".
+""")
+code(r'''
+show_source(afa.AFANet.forward, afa.two_background_label)
+''')
+md(r"""
+**PAR, PAMR and VARM** share one core: $P_i \leftarrow \sum_j k_{ij} P_j$ over 8 neighbours at each dilation,
+10 times (Eq. 11). They differ in the kernel. VARM (Eq. 8-10):
+$k_{ij} = \mathrm{softmax}_j\big(-(\alpha |I_i - I_j|)^2/\sigma_i^2\big) - \beta\,\mathrm{softmax}_j(\mathcal{V}_j)$ with
+$\mathcal{V}$ the squared differences to the left and the lower pixel (Eq. 8). The released code takes the
+down and right differences at each neighbour instead; we implement the paper's.
+""")
+code(r'''
+show_source(par.propagate, par.par_kernel, par.image_variation, par.varm_kernel)
+''')
+md(r"""
+**SCD (Eq. 3-7).** $\mathcal{M}$ = cosine of the (no-gradient, min-max) CAMs at sampled positions of the image
+and of the 0.3x view, $\mathcal{S}$ the same for the segmentation logits; $\mathcal{L}_{SCD} = -\sum \mathcal{M}\max(\mathcal{S}, 0)$.
+**The step (Eq. 15):** $\lambda_1(\mathcal{L}_{SCD} + \mathcal{L}_{seg} + \mathcal{L}_{equ} + \mathcal{L}_{aux}) + \lambda_2 \mathcal{L}_{reg} + \lambda_3 \mathcal{L}_{cls}$.
+Two readings are ours and stated in the code: Eq. (14) as printed swaps $R^+$ and $R^-$ (it would push same-class
+pairs apart), so we use AFA's loss, which the paper says it adopts; and the released code computes $\mathcal{L}_{equ}$
+without gradient, while we implement Eq. (12) with it. L_reg's weight is the public code's 1e-7 on the energy summed
+per image, converted to our per-pixel mean (docstring of `REG_WEIGHT`).
+""")
+code(r'''
+show_source(tscd.scd_loss, tscd.TSCD.forward)
+''')
+
+md(r"""
+## 2. The stand-in classifier, and the refiners on one image
+
+AFA's network trained on the tags alone; then, on the train images, the quality of its CAM label unrefined and
+refined by each refiner (mIoU against the train masks where the label says something, and the share it labels).
+""")
+code(r'''
+workdir = Path(tempfile.mkdtemp(prefix="tscd-"))
+t0 = time.perf_counter()
+init = {}
+for key, bb in (("mit", SETTINGS["backbone"]), ("resnet", SETTINGS["resnet"])) + ((("wr38", SETTINGS["wr38"]),) if SETTINGS["wr38_runs"] else ()):
+    init[key] = str(workdir / f"tags-{key}.pt")
+    tag_model, tag_history = tscd_runs.pretrain_tags(train_set, backbone=bb, output_stride=os_, steps=SETTINGS["cls_steps"],
+                                                     batch_size=SETTINGS["cls_batch"], channels=SETTINGS["channels"], seed=seed,
+                                                     device=str(dev), save_to=init[key])
+    if key == "mit":
+        mit_tags = tag_model
+    print(f"tag classifier {bb}: {SETTINGS['cls_steps']} iterations, loss {tag_history[0]['loss']:.3f} -> {tag_history[-1]['loss']:.3f}")
+pretrain_seconds = time.perf_counter() - t0
+TRAIN_MASKS = dataset_masks(train_raw)
+mit_tags.dilations = SETTINGS["dilations"]
+REFINERS = [None, "pamr", "par", "varm-rgb", VARM]
+start_quality = tscd_runs.refiner_quality(mit_tags, train_raw, REFINERS, TRAIN_MASKS, device=dev, batch_size=eval_batch)
+pd.DataFrame({str(r): {"mIoU where labelled": 100 * q["miou"], "labelled %": 100 * q["labelled"]} for r, q in start_quality.items()}).T.round(1)
+''')
+
+code(r'''
+shown = collate([train_raw[i] for i in range(4)])
+images, tags = shown["image"].to(dev), shown["labels"].to(dev)
+cams = mit_tags.cams(images, tags)
+half = F.interpolate(images.float() / 255, scale_factor=0.5, mode="bilinear", align_corners=False)
+k_par = par.par_kernel(half, SETTINGS["dilations"])[0, 0]
+k_varm = par.KERNELS[VARM](half, SETTINGS["dilations"])[0, 0]
+labels = {str(r): afa.cam_labels(images, cams, tags, refiner=r, dilations=SETTINGS["dilations"]) for r in (None, "par", VARM)}
+fig, axes = plt.subplots(2, 5, figsize=(13, 5.4))
+i, n_ring = 0, 8
+axes[0, 0].imshow(shown["image"][i].permute(1, 2, 0)); axes[0, 0].set_title("image")
+axes[0, 1].imshow(k_par[:n_ring].amax(0).cpu(), cmap="magma"); axes[0, 1].set_title("PAR: max weight, dilation 1")
+axes[0, 2].imshow(k_varm[:n_ring].amax(0).cpu(), cmap="magma"); axes[0, 2].set_title("VARM: max weight, dilation 1")
+axes[0, 3].imshow(par.image_variation(half)[i, 0].cpu(), cmap="gray"); axes[0, 3].set_title("variation V (Eq. 8)")
+axes[0, 4].imshow((k_varm - k_par).sum(0).cpu(), cmap="coolwarm"); axes[0, 4].set_title("VARM - PAR, summed")
+axes[1, 0].imshow(viz.colorize(shown["mask"][i])); axes[1, 0].set_title("ground truth")
+axes[1, 1].imshow(cams[i].amax(0).cpu(), cmap="jet"); axes[1, 1].set_title("CAM (tagged, max)")
+for ax, (r, lab) in zip(axes[1, 2:], labels.items()):
+    ax.imshow(viz.colorize(lab[i].cpu())); ax.set_title(f"label, refiner {r}")
+for ax in axes.flat:
+    ax.axis("off")
+fig.tight_layout()
+fig.savefig(figures_dir / "tscd_refiners.png", dpi=100, bbox_inches="tight")
+''')
+
+md(r"""
+**CAM correspondences (Eq. 3-5) as pictures.** For one point of the image (the cross), the cosine of its CAM
+vector with every position of the 0.3x view: SCD asks the segmentation logits to be similar where this is high.
+""")
+code(r'''
+with torch.no_grad():
+    mit_tags.eval()
+    view = tscd.rescaled_view(images, view_scale)
+    cam_1 = F.relu(mit_tags.net(images, with_attn=False)["cam"]).cpu()
+    cam_2 = F.relu(mit_tags.net(view, with_attn=False)["cam"]).cpu()
+n1, n2 = cam_1.shape[-1], cam_2.shape[-1]
+fig, axes = plt.subplots(2, 4, figsize=(11, 5.4))
+for row, i in enumerate((0, 1)):
+    f1 = F.normalize(tscd.min_max_normalize(cam_1[i:i + 1])[0].flatten(1).T, dim=1)        # (N1, K)
+    f2 = F.normalize(tscd.min_max_normalize(cam_2[i:i + 1])[0].flatten(1).T, dim=1)        # (N2, K)
+    m = f1 @ f2.T                                                                          # Eq. (3): (N1, N2)
+    fg = int(cam_1[i].amax(0).flatten().argmax())
+    bg = int(cam_1[i].amax(0).flatten().argmin())
+    axes[row, 0].imshow(shown["image"][i].permute(1, 2, 0)); axes[row, 0].set_title("image (crosses: points)")
+    for p, colour in ((fg, "lime"), (bg, "red")):
+        axes[row, 0].plot((p % n1 + 0.5) * crop / n1, (p // n1 + 0.5) * crop / n1, "x", color=colour, ms=10, mew=2)
+    axes[row, 1].imshow(view[i].permute(1, 2, 0).cpu()); axes[row, 1].set_title(f"view x{view_scale}")
+    axes[row, 2].imshow(m[fg].reshape(n2, n2), cmap="viridis", vmin=0, vmax=1); axes[row, 2].set_title("M of the green point")
+    axes[row, 3].imshow(m[bg].reshape(n2, n2), cmap="viridis", vmin=0, vmax=1); axes[row, 3].set_title("M of the red point")
+for ax in axes.flat:
+    ax.axis("off")
+fig.tight_layout()
+fig.savefig(figures_dir / "tscd_correspondence.png", dpi=100, bbox_inches="tight")
+print(f"CAM maps: {n1} x {n1} (image), {n2} x {n2} (view)")
+''')
+
+md(r"""
+## 3. The trainings
+
+Every run starts from the stand-in classifier and shares its first `cls_only` iterations (classification only)
+with the other runs of its seed and backbone: AFA and every TSCD variant build the same modules, so they resume
+from one warm-up. Table 3 switches TSCD's components on one at a time; Table 4 trains TSCD's losses on a ResNet
+(no attention, so no L_aux: "R-Base" = VARM labels + L_seg + L_equ + L_reg, "R-SCD" adds SCD), and TSCD without
+SCD; Table 5 trains the baseline with each refiner when `table5_runs` is set (else Section 6 scores the refiners'
+pseudo labels instead, a different quantity). The central comparison, AFA vs TSCD, runs every seed.
+""")
+code(r'''
+OUT = ["seg", "seg + CRF"]
+predict_args = dict(crf_bilateral=CRF_BILATERAL)
+common = dict(train_set=train_set, val_set=val_set, predictor=tscd_runs.predictor, predictor_args=predict_args,
+              init_into="net", init_partial=True, eval_batch=eval_batch, train_cfg=TRAIN)
+BACKBONE = {"mit": SETTINGS["backbone"], "resnet": SETTINGS["resnet"], "wr38": SETTINGS["wr38"]}
+t0 = time.perf_counter()
+warm = {}
+for key, s in [("mit", s) for s in SEEDS] + [("resnet", seed)] + ([("wr38", seed)] if SETTINGS["wr38_runs"] else []):
+    warm[key, s] = shared_warmup(steps=SETTINGS["cls_only"], checkpoint_dir=workdir / f"warm-{key}-{s}", method=TSCD,
+                                 model={**TSCD_MODEL, "backbone": BACKBONE[key]}, init=init[key], seed=s, **common)
+warmup_seconds = time.perf_counter() - t0
+
+
+def run(method, key="mit", run_seed=seed, save=None, **switches):
+    model = {**(AFA_MODEL if method is AFA else TSCD_MODEL), "backbone": BACKBONE[key], **switches}
+    return dict(method=method, model=model, init=init[key], seed=run_seed, outputs=OUT, resume_from=warm[key, run_seed],
+                save_to=save, **common)
+
+
+BASE = dict(refiner=None, scd=False, aux=False, equ=False)           # TSCD's transformer baseline: L_cls + L_seg + L_reg
+runs = {}
+for s in SEEDS:
+    runs[f"AFA seed={s}"] = run(AFA, run_seed=s)
+    runs[f"TSCD seed={s}"] = run(TSCD, run_seed=s, save=str(workdir / "tscd.pt") if s == seed else None)
+runs["Baseline"] = run(TSCD, **BASE, save=str(workdir / "baseline.pt"))
+runs["+VARM"] = run(TSCD, **{**BASE, "refiner": VARM})
+runs["+VARM +SCD"] = run(TSCD, **{**BASE, "refiner": VARM, "scd": True})
+runs["+VARM +SCD +L_aux"] = run(TSCD, **{**BASE, "refiner": VARM, "scd": True, "aux": True})
+runs["TSCD w/o SCD"] = run(TSCD, scd=False)
+runs["R-Base"] = run(TSCD, "resnet", scd=False)
+runs["R-SCD"] = run(TSCD, "resnet")
+if SETTINGS["wr38_runs"]:
+    runs["WR38-Base"] = run(TSCD, "wr38", scd=False)
+    runs["WR38-SCD"] = run(TSCD, "wr38")
+if SETTINGS["table5_runs"]:
+    for r in ("pamr", "par", "varm-rgb"):
+        runs[f"Baseline + {r}"] = run(TSCD, **{**BASE, "refiner": r})
+t0 = time.perf_counter()
+results = run_grid(run_variant, runs, workers=WORKERS, desc="TSCD runs")
+grid_seconds = time.perf_counter() - t0
+miou = {name: {k: 100 * v for k, v in r["miou"].items()} for name, r in results.items()}
+print(f"stand-in classifiers {pretrain_seconds:.0f} s; shared warm-ups ({SETTINGS['cls_only']} iterations, {len(warm)}) "
+      f"{warmup_seconds:.0f} s; {len(runs)} runs of {steps} iterations in {grid_seconds:.0f} s ({WORKERS} at once, one thread each)")
+''')
+
+code(r'''
+fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+for name in (f"AFA seed={seed}", f"TSCD seed={seed}", "Baseline"):
+    h = results[name]["history"]
+    axes[0].plot([x["step"] for x in h], [x["loss"] for x in h], label=name)
+    axes[1].plot([x["step"] for x in h], [x.get("seg", np.nan) for x in h], label=name)
+    axes[2].plot([x["step"] for x in h], [x.get("ignored", np.nan) for x in h], label=name)
+for ax, title in zip(axes, ("total loss", "L_seg", "share of ignored (255) label pixels")):
+    ax.set_title(title); ax.set_xlabel("iteration"); ax.axvline(SETTINGS["cls_only"], color="gray", lw=0.8, ls=":")
+axes[2].axvline(SETTINGS["walk_from"], color="tab:blue", lw=0.8, ls="--")
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+fig.savefig(figures_dir / "tscd_training.png", dpi=100, bbox_inches="tight")
+''')
+
+md(r"""
+## 4. Table 1's pair and Table 3: the components
+
+Val mIoU (%), multi-scale (1, 0.5, 0.75) with flips and max fusion as AFA's evaluation; "+ CRF" adds the dense CRF.
+The central rows (AFA, TSCD) are mean +- std over the seeds; the other rows are one seed (the first).
+""")
+code(r'''
+def per_seed(row, out="seg"):
+    return [miou[f"{row} seed={s}"][out] for s in SEEDS]
+
+
+fmt = lambda v: f"{mean_std(v)[0]:.1f} +- {mean_std(v)[1]:.1f}" if isinstance(v, list) and len(v) > 1 else f"{(v[0] if isinstance(v, list) else v):.1f}"  # noqa: E731
+central = {row: {out: per_seed(row, out) for out in OUT} for row in ("AFA", "TSCD")}
+PAPER_T1 = {"AFA": {"seg": 63.8, "seg + CRF": 66.0}, "TSCD": {"seg": 65.0, "seg + CRF": 67.3}}
+t1 = pd.DataFrame({row: {**{out: fmt(v) for out, v in vals.items()}, **{f"paper {out}": PAPER_T1[row][out] for out in OUT}}
+                   for row, vals in central.items()}).T
+display(t1)
+display(pd.DataFrame({f"{row} ({out})": dict(zip(SEEDS, v)) for row, vals in central.items() for out, v in vals.items()}).T
+        .round(1).rename(columns=lambda s: f"seed {s}"))
+for out in OUT:
+    print(f"Table 1, TSCD above AFA ({out}, {len(SEEDS)} seeds): {pair_verdict(central['TSCD'][out], central['AFA'][out])} "
+          f"({mean_std(central['TSCD'][out])[0]:.1f} vs {mean_std(central['AFA'][out])[0]:.1f}; paper {PAPER_T1['TSCD'][out]} vs {PAPER_T1['AFA'][out]})")
+
+T3_ROWS = {"Baseline": ("", "", "", ""), "+VARM": ("yes", "", "", ""), "+VARM +SCD": ("yes", "yes", "", ""),
+           "+VARM +SCD +L_aux": ("yes", "yes", "yes", ""), "TSCD": ("yes", "yes", "yes", "yes")}
+PAPER_T3 = {"Baseline": 47.2, "+VARM": 56.8, "+VARM +SCD": 63.5, "+VARM +SCD +L_aux": 64.2, "TSCD": 65.0}
+t3_values = {row: central["TSCD"]["seg"] if row == "TSCD" else [miou[row]["seg"]] for row in T3_ROWS}
+t3 = pd.DataFrame({row: dict(zip(("VARM", "SCD", "L_aux", "L_equ"), T3_ROWS[row]), ours=fmt(v), paper=PAPER_T3[row])
+                   for row, v in t3_values.items()}).T
+display(t3)
+print(ordering_verdict(t3_values, PAPER_T3, what="Table 3 (TSCD over its seeds, the others one seed)"))
+''')
+
+md(r"""
+## 5. Table 4: SCD on other backbones
+
+The ResNet rows use TSCD's losses without L_aux (a ResNet has no attention): R-Base = VARM label, L_seg, L_equ,
+L_reg; R-SCD adds SCD. Our ResNet is the profile's small one (`resnet` in the settings), not ResNet-101.
+""")
+code(r'''
+PAPER_T4 = {"R-Base": 53.5, "R-SCD": 56.5, "WR38-Base": 56.2, "WR38-SCD": 59.1, "TSCD w/o SCD": 63.9, "TSCD": 65.0}
+t4_values = {row: central["TSCD"]["seg"] if row == "TSCD" else [miou[row]["seg"]] for row in PAPER_T4 if row == "TSCD" or row in miou}
+t4 = pd.DataFrame({row: {"backbone": BACKBONE["mit" if row.startswith("TSCD") else "resnet" if row.startswith("R-") else "wr38"],
+                         "ours": fmt(v), "paper": PAPER_T4[row]} for row, v in t4_values.items()}).T
+display(t4)
+for a, b in (("R-SCD", "R-Base"), ("WR38-SCD", "WR38-Base"), ("TSCD", "TSCD w/o SCD")):
+    if a in t4_values and b in t4_values:
+        print(f"Table 4, {a} above {b}: {pair_verdict(t4_values[a], t4_values[b])} ({mean_std(t4_values[a])[0]:.1f} vs "
+              f"{mean_std(t4_values[b])[0]:.1f}; paper {PAPER_T4[a]} vs {PAPER_T4[b]})")
+if not SETTINGS["wr38_runs"]:
+    print("WR38 rows: not run at this profile (full and paper run them).")
+''')
+
+md(r"""
+## 6. Table 5: the refiners
+
+Each row of the paper is a model trained with that refiner (the baseline otherwise). When the profile trains
+them (`table5_runs`), the table is val mIoU of those models. Otherwise it is **pseudo-label quality**: the
+trained baseline's CAMs on the train images, refined by each refiner, scored against the train masks where the
+label says something - a different quantity from the paper's, labelled as such.
+""")
+code(r'''
+PAPER_T5 = {"Baseline": 47.2, "PAMR": 54.3, "PAR": 54.9, "VARM k_rgb only": 55.0, "VARM": 56.8}
+REFINER_ROW = {None: "Baseline", "pamr": "PAMR", "par": "PAR", "varm-rgb": "VARM k_rgb only", VARM: "VARM"}
+if SETTINGS["table5_runs"]:
+    t5_kind = "val mIoU of a model trained with each refiner (one seed)"
+    trained = {None: "Baseline", "pamr": "Baseline + pamr", "par": "Baseline + par", "varm-rgb": "Baseline + varm-rgb", VARM: "+VARM"}
+    t5_values = {REFINER_ROW[r]: miou[name]["seg"] for r, name in trained.items()}
+    t5_labelled = {}
+else:
+    t5_kind = "pseudo-label quality (train mIoU where labelled) of the trained baseline's CAMs, refined by each refiner"
+    baseline = TSCD(num_classes=C, **{**TSCD_MODEL, **BASE, "backbone": BACKBONE["mit"]})
+    baseline.load_state_dict(torch.load(workdir / "baseline.pt", map_location="cpu", weights_only=True))
+    quality = tscd_runs.refiner_quality(baseline, train_raw, REFINERS, TRAIN_MASKS, device=dev, batch_size=eval_batch)
+    t5_values = {REFINER_ROW[r]: 100 * q["miou"] for r, q in quality.items()}
+    t5_labelled = {REFINER_ROW[r]: 100 * q["labelled"] for r, q in quality.items()}
+t5 = pd.DataFrame({row: {"ours": v, "labelled %": t5_labelled.get(row, np.nan), "paper (val, trained)": PAPER_T5[row]}
+                   for row, v in t5_values.items()}).T
+print(f"Table 5 here: {t5_kind}")
+display(t5.round(1))
+print(ordering_verdict(t5_values, PAPER_T5, what=f"Table 5 ({t5_kind})"))
+''')
+
+md(r"""## 7. Summary and results""")
+code(r'''
+wall = clock()
+rec = lambda v, paper, **f: miou_record([x / 100 for x in v] if isinstance(v, list) else v / 100, paper, **f)  # noqa: E731
+summary = {
+    "table1": [{"row": row, **{out: rec(vals[out], PAPER_T1[row][out]) for out in OUT}} for row, vals in central.items()],
+    "table1_seeds": {"seeds": SEEDS, **{row: {out: [x / 100 for x in v] for out, v in vals.items()} for row, vals in central.items()}},
+    "table3": [rec(t3_values[row], PAPER_T3[row], row=row, **dict(zip(("VARM", "SCD", "L_aux", "L_equ"), T3_ROWS[row]))) for row in T3_ROWS],
+    "table4": [rec(v, PAPER_T4[row], row=row) for row, v in t4_values.items()],
+    "table5": {"kind": t5_kind, "rows": [rec(v, PAPER_T5[row], row=row, labelled=t5_labelled.get(row, None) and t5_labelled[row] / 100)
+                                         for row, v in t5_values.items()]},
+    "start_label_quality": {str(r): q for r, q in start_quality.items()},
+    "schedule": SCHEDULE, "maps": MAPS,
+    "all_runs": {name: r["miou"] for name, r in results.items()},
+    "run_seconds": {name: {"train": r["train_seconds"], "eval": r["eval_seconds"]} for name, r in results.items()},
+    "grid_seconds": grid_seconds, "pretrain_seconds": pretrain_seconds, "warmup_seconds": warmup_seconds,
+    "dataset": dataset, "settings": SETTINGS, "parameters": {k: str(v) for k, v in params.items()},
+}
+print(f"TSCD: {fmt(central['TSCD']['seg'])} (+ CRF {fmt(central['TSCD']['seg + CRF'])}); AFA: {fmt(central['AFA']['seg'])} "
+      f"(+ CRF {fmt(central['AFA']['seg + CRF'])}) mIoU on val over seeds {SEEDS}")
+print(f"wall time of the notebook up to here: {wall:.0f} s ({wall / 60:.1f} min); the appendix below adds about a minute")
+summary["wall_seconds"] = wall
+''')
+
+md(r"""
+## Appendix: where a TSCD step spends its time
+
+The step's work beyond its network passes - the CAM pass for the labels (three scales with flips, no
+gradient), VARM, the affinity pair labels, SCD's sampling, L_reg's dense-CRF energy - timed side by side with
+the network passes on one batch (`wsss.experiments.step_timing`, one thread on the CPU, nothing else running),
+then piece by piece.
+""")
+code(r'''
+threads = torch.get_num_threads()
+if dev.type == "cpu":
+    torch.set_num_threads(1)                       # as each training worker
+batch = collate([train_set[i] for i in range(SETTINGS["batch"])])
+batch = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
+timing = {}
+for name, method, model in (("AFA", AFA, AFA_MODEL), ("TSCD", TSCD, TSCD_MODEL)):
+    torch.manual_seed(0)
+    m = method(num_classes=C, **{**model, "backbone": BACKBONE["mit"]}).to(dev)
+    timing[name] = step_timing(m, batch, step=SETTINGS["cls_only"])
+pieces = tscd_runs.label_work_breakdown(m, batch)
+torch.set_num_threads(threads)
+display(pd.DataFrame(timing).T.round(3))
+display(pd.Series(pieces, name="ms").round(1).to_frame())
+n_threads = 1 if dev.type == "cpu" else "n/a"
+for name, t in timing.items():
+    print(f"{name}: {t['full_ms']:.0f} ms a step, of which {t['other_ms']:.0f} ms ({100 * t['other_fraction']:.0f}%) is label work "
+          f"(target <= 50% on a CPU, <= 25% on a GPU); {dev.type}, threads: {n_threads}")
+summary["step_timing"] = {**timing, "pieces_ms": pieces, "device": dev.type, "threads": n_threads}
+path = write_results(results_dir, "tscd", profile, summary)
+print(f"results: {path}")
+''')
+
+nb = nbf.v4.new_notebook()
+nb.cells = cells
+nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+               "language_info": {"name": "python", "version": "3.11.7"}}
+out = Path(__file__).resolve().parents[1] / "notebooks" / "tscd.ipynb"
+nbf.write(nb, out)
+print(f"wrote {out}")
