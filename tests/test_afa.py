@@ -2,6 +2,7 @@
 loss, the CAM and the two-background PAR labels."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from wsss.data.folder import IGNORE
 from wsss.methods.afa import AFANet, affinity_loss, afa_cam, cam_labels
@@ -93,3 +94,42 @@ def test_afa_step_trains_classification_first_then_every_branch(tiny_benchmark):
     late["loss"].backward()
     assert model.net.decoder.classifier.weight.grad.abs().sum() > 0 and model.net.attn_proj.weight.grad.abs().sum() > 0
     assert model.training and model.net.encoder.training                  # the label pass leaves train mode as it was
+
+
+def test_walk_with_the_identity_affinity_keeps_the_label_and_a_strong_pair_spreads_it():
+    from wsss.methods.afa import walk_labels
+
+    torch.manual_seed(0)
+    images = torch.full((1, 3, 8, 8), 100, dtype=torch.uint8)
+    tags = torch.tensor([[1.0, 0.0]])
+    cams = torch.zeros(1, 2, 8, 8)
+    cams[0, 0, :, :4] = 1.0                                         # the left half is the class
+    eye = torch.eye(4)[None]                                        # a 2 x 2 map: each position only itself
+    plain = cam_labels(images, F.interpolate(F.interpolate(cams, size=(2, 2), mode="bilinear", align_corners=False),
+                                             size=(8, 8), mode="bilinear", align_corners=False), tags, refiner=None)
+    walked = walk_labels(images, cams, tags, eye, (2, 2), radius=1, refiner=None)
+    assert torch.equal(walked, plain)
+    full = torch.ones(1, 4, 4)                                      # every pair equally affine: one mean score
+    spread = walk_labels(images, cams, tags, full, (2, 2), radius=1, refiner=None)
+    assert (spread == spread[0, 0, 0]).all()
+
+
+def test_afa_switches_to_the_walked_label_and_rejects_unknown_refiners(tiny_benchmark):
+    from wsss.data import build_dataset, collate
+    from wsss.data.transforms import TrainTransform
+    from wsss.methods.afa import AFA
+
+    ds = build_dataset("synthetic", tiny_benchmark, "train_aug", transform=TrainTransform(48, scale=(1.3, 1.5)))
+    batch = collate([ds[i] for i in range(2)])
+    torch.manual_seed(0)
+    model = AFA("mit-tiny", ds.num_classes, channels=16, cls_only=1, walk_from=3, output_stride=8, radius=2,
+                dilations=(1, 2)).train()
+    assert not model.walking(2) and model.walking(3)
+    calls = []
+    original = model.labels
+    model.labels = lambda *a: calls.append(a[-1] is not None) or original(*a)
+    model(batch, step=2)
+    model(batch, step=3)
+    assert calls == [False, True]                                   # the walk gets this step's forward (affinity)
+    with pytest.raises(ValueError, match="refiner='crf'"):
+        AFA("mit-tiny", ds.num_classes, refiner="crf")

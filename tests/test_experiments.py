@@ -177,3 +177,48 @@ def test_figures_helpers(tmp_path):
     assert len(ax.lines[0].get_xdata()) == 2
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+def test_tscd_prediction_averages_flips_and_takes_the_max_over_scales():
+    from wsss.experiments.tscd import fused_logits, predictor
+
+    class Fixed(torch.nn.Module):
+        """logits depend on the input's size and on whether it is mirrored (a left-right ramp)."""
+
+        def predict(self, images):
+            b, _, h, w = images.shape
+            ramp = torch.linspace(0, 1, w).expand(b, 1, h, w) * (images[:, :1].float().mean() / 100)
+            return torch.cat([ramp, torch.full_like(ramp, h / 100)], 1)
+
+    images = torch.zeros(1, 3, 20, 20, dtype=torch.uint8)
+    images[..., 10:] = 200                                                   # right half bright: not flip-symmetric
+    model = Fixed()
+    fused = fused_logits(model, images, scales=(1.0, 0.5), flip=True)
+    by_hand = []
+    for s in (1.0, 0.5):
+        x = images if s == 1.0 else torch.nn.functional.interpolate(images.float(), scale_factor=s, mode="bilinear",
+                                                                     align_corners=False).round().to(torch.uint8)
+        up = lambda t: torch.nn.functional.interpolate(t, size=(20, 20), mode="bilinear", align_corners=False)  # noqa: E731
+        by_hand.append((up(model.predict(x)) + up(model.predict(x.flip(-1))).flip(-1)) / 2)
+    assert torch.allclose(fused, torch.maximum(*by_hand), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown outputs"):
+        predictor(model, ["seg", "P^s"])
+
+
+def test_partial_init_loads_what_it_has_and_names_what_the_model_lacks(tmp_path, tiny_benchmark):
+    from wsss.data import build_dataset
+    from wsss.data.transforms import TrainTransform
+    from wsss.experiments import run_variant
+    from wsss.methods.afa import AFA
+
+    ds = build_dataset("synthetic", tiny_benchmark, "train_aug", transform=TrainTransform(48))
+    donor = AFA("mit-tiny", ds.num_classes, channels=8, output_stride=8)
+    good = {k: v for k, v in donor.net.state_dict().items() if k.startswith("classifier.")}
+    torch.save(good, tmp_path / "good.pt")
+    torch.save({**good, "nonsense.weight": torch.zeros(1)}, tmp_path / "bad.pt")
+    run = dict(method=AFA, model=dict(backbone="mit-tiny", channels=8, output_stride=8, cls_only=5), train_set=ds,
+               val_set=None, train_cfg=dict(steps=1, batch_size=2, device="cpu", optimizer="adamw", lr=1e-9),
+               init_into="net", init_partial=True)
+    run_variant(**run, init=str(tmp_path / "good.pt"))
+    with pytest.raises(KeyError, match="nonsense.weight"):
+        run_variant(**run, init=str(tmp_path / "bad.pt"))

@@ -380,3 +380,11 @@ def test_reachability_probe_does_not_wait_on_a_stalled_dns(monkeypatch):
     start = time.perf_counter()
     assert _reachable("https://download.pytorch.org/models/x.pth", timeout=0.2) is False
     assert time.perf_counter() - start < 1
+
+
+def test_mit_takes_an_input_smaller_than_its_reduction_ratio():
+    """TSCD's 0.3 view of a 48 px crop is 14 px: a 4 x 4 first-stage map under an 8 x 8 reduction conv."""
+    net = build_backbone("mit-tiny", output_stride=8).eval()
+    with torch.no_grad():
+        features = net(torch.randn(1, 3, 14, 14))
+    assert features[-1].shape[-2:] == (2, 2) and torch.isfinite(features[-1]).all()

@@ -231,6 +231,33 @@ def test_ssdd_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
         assert (out / "figures" / f"ssdd_{name}.png").is_file(), name
 
 
+def test_tscd_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
+    """`papermill tscd.ipynb out.ipynb -p alpha 3 ...` on a VOC-layout folder at the smoke profile: AFA and TSCD
+    over 2 seeds, Table 3's components, Table 4's backbones (ResNet and WR38 at smoke) and Table 5's trained
+    refiners all run; the results hold every table with mIoU fractions, the schedule's shares and the maps."""
+    out = tmp_path / "out"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "tscd.ipynb"), str(tmp_path / "tscd.ipynb"),
+                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "alpha": 3.0,
+                                           "workers": 1, "out_dir": str(out)},
+                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    result = json.loads((out / "results" / "tscd-smoke.json").read_text())
+    assert [r["row"] for r in result["table1"]] == ["AFA", "TSCD"]
+    assert result["table1"][1]["seg + CRF"]["paper"] == pytest.approx(0.673)
+    assert len(result["table1_seeds"]["TSCD"]["seg"]) == 2 == len(result["table1_seeds"]["seeds"])
+    assert [r["row"] for r in result["table3"]] == ["Baseline", "+VARM", "+VARM +SCD", "+VARM +SCD +L_aux", "TSCD"]
+    assert {r["row"] for r in result["table4"]} == {"R-Base", "R-SCD", "WR38-Base", "WR38-SCD", "TSCD w/o SCD", "TSCD"}
+    assert result["table5"]["kind"].startswith("val mIoU of a model trained")
+    assert [r["row"] for r in result["table5"]["rows"]] == ["Baseline", "PAMR", "PAR", "VARM k_rgb only", "VARM"]
+    values = [r["miou"] for k in ("table3", "table4") for r in result[k]] + [r["miou"] for r in result["table5"]["rows"]]
+    values += [r[o]["miou"] for r in result["table1"] for o in ("seg", "seg + CRF")]
+    assert values and all(0.0 <= v <= 1.0 for v in values)
+    assert result["schedule"]["shares"]["classification_only"] == pytest.approx(0.25)
+    assert result["maps"]["view_cam_map"] == [2, 2] and result["parameters"]["alpha"] == "3.0"
+    assert result["step_timing"]["TSCD"]["full_ms"] > 0 and result["step_timing"]["pieces_ms"]
+    for name in ("refiners", "correspondence", "training"):
+        assert (out / "figures" / f"tscd_{name}.png").is_file(), name
+
+
 def test_asdt_rejects_a_warmup_that_leaves_no_teaching(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "asdt.ipynb"), str(tmp_path / "o.ipynb"),
                            "-p", "steps", "10", "-p", "warmup", "10", "--cwd", str(tmp_path)],

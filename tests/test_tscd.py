@@ -1,4 +1,5 @@
 """TSCD's Self Correspondence Distillation (issue 12 groundwork) and the two-view pieces RML shares."""
+import pytest
 import torch
 
 from wsss.losses import equivariance_l1
@@ -51,3 +52,90 @@ def test_second_view_and_equivariance():
     small = torch.nn.functional.interpolate(maps, size=(3, 3), mode="bilinear", align_corners=False)
     assert equivariance_l1(maps, small).item() < 1e-6
     assert equivariance_l1(maps, small + 0.5).item() > 0.49
+
+
+def _batch(tiny_benchmark, n=2, crop=48):
+    from wsss.data import build_dataset, collate
+    from wsss.data.transforms import TrainTransform
+
+    ds = build_dataset("synthetic", tiny_benchmark, "train_aug", transform=TrainTransform(crop, scale=(1.3, 1.5)))
+    return ds.num_classes, collate([ds[i] for i in range(n)])
+
+
+SMALL = dict(channels=16, output_stride=8, dilations=(1, 2), radius=2, samples=4, cls_only=2)
+
+
+def test_tscd_step_switches_its_terms_and_trains_every_branch(tiny_benchmark):
+    from wsss.methods.tscd import TSCD
+
+    C, batch = _batch(tiny_benchmark)
+    torch.manual_seed(0)
+    full = TSCD("mit-tiny", C, **SMALL).train()
+    early = full(batch, step=1)
+    assert set(early) == {"loss", "cls"}                                    # the shared warm-up: L_cls alone
+    out = full(batch, step=2)
+    assert {"seg", "aux", "scd", "equ", "reg"} <= out.keys() and torch.isfinite(out["loss"])
+    terms = 0.1 * (out["seg"] + out["aux"] + out["scd"] + out["equ"]) + 0.01 * out["reg"] + out["cls"]
+    assert torch.allclose(out["loss"].detach(), terms, atol=1e-5)           # Eq. (15) with the paper's lambdas
+    out["loss"].backward()
+    assert full.net.attn_proj.weight.grad.abs().sum() > 0 and full.net.decoder.classifier.weight.grad.abs().sum() > 0
+    assert not full.net.symmetric and full.walk_from is None               # attention maps as they are; no walk
+    base = TSCD("mit-tiny", C, refiner=None, scd=False, aux=False, equ=False, **SMALL).train()
+    assert set(base(batch, step=2)) == {"loss", "cls", "seg", "reg", "ignored"}
+    resnet = TSCD("resnet-tiny", C, **SMALL).train()                       # no attention: no L_aux
+    assert "aux" not in resnet(batch, step=2) and not resnet.aux
+    with pytest.raises(TypeError, match="symmetric"):
+        TSCD("mit-tiny", C, symmetric=True)
+
+
+def test_equivariance_term_has_a_gradient_into_the_encoder(tiny_benchmark):
+    """The released code computes L_equ without gradient; Eq. (12) as implemented has one."""
+    from wsss.methods.tscd import TSCD
+
+    C, batch = _batch(tiny_benchmark)
+    torch.manual_seed(0)
+    model = TSCD("mit-tiny", C, refiner=None, scd=False, aux=False, reg=False, **SMALL).train()
+    model(batch, step=2)["equ"]                                            # the term is reported ...
+    model.zero_grad()
+    out = model.net(batch["image"], with_attn=False)
+    view = model.net(rescaled_view(batch["image"], 0.3), with_attn=False)
+    equivariance_l1(out["cam"], view["cam"]).backward()                    # ... and differentiable in the encoder
+    assert model.net.encoder.patch_embeds[0].proj.weight.grad.abs().sum() > 0
+
+
+def test_reg_gate_follows_the_public_code():
+    from wsss.data.folder import IGNORE
+    from wsss.methods.tscd import reg_gate
+
+    probs = torch.tensor([[[[0.9, 0.5, 0.2]], [[0.1, 0.5, 0.8]]]])          # (1, 2, 1, 3)
+    label = torch.tensor([[[0, IGNORE, 1]]])
+    valid = torch.tensor([[[True, True, False]]])
+    gate = reg_gate(probs, label, valid)
+    assert torch.allclose(gate, torch.tensor([[[0.1, 1.0, 0.0]]]))        # 1 - max p; 1 if ignored; 0 outside the crop
+
+
+def test_reg_weight_is_the_public_codes_per_image_sum_converted_to_a_mean():
+    from wsss.methods.tscd import REG_WEIGHT
+    from wsss.refine.crf import dense_crf_loss
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 255, (2, 16, 16, 3), dtype=torch.uint8)
+    probs = torch.rand(2, 3, 16, 16).softmax(1)
+    summed = dense_crf_loss(images, probs, sigma_xy=10, scale=1.0, reduction="sum", kernel="exact")
+    mean = dense_crf_loss(images, probs, sigma_xy=10, scale=1.0, reduction="mean", kernel="exact")
+    assert torch.allclose(1e-7 * summed * (256 * 256) / (16 * 16), REG_WEIGHT * mean)
+
+
+def test_timing_mode_reuses_labels_and_samples_and_skips_the_crf_loss(tiny_benchmark):
+    from wsss.experiments import step_timing
+    from wsss.methods.tscd import TSCD
+
+    C, batch = _batch(tiny_benchmark)
+    torch.manual_seed(0)
+    model = TSCD("mit-tiny", C, **SMALL)
+    model.timing_network_only = True
+    first, second = model(batch, step=2), model(batch, step=2)
+    assert "reg" not in first and set(model._reused) == {"labels", "pairs", "points"}
+    assert first["ignored"] == second["ignored"]
+    t = step_timing(model, batch, step=2, steps=1, warmup=0)
+    assert t["full_ms"] > 0 and not model.timing_network_only
