@@ -89,8 +89,13 @@ def test_tscd_step_switches_its_terms_and_trains_every_branch(tiny_benchmark):
 
 
 def test_equivariance_term_has_a_gradient_into_the_encoder(tiny_benchmark):
-    """The released code computes L_equ without gradient; Eq. (12) as implemented has one."""
-    from wsss.methods.tscd import TSCD
+    """The released code computes L_equ without gradient; Eq. (12) as implemented has one, on min-max CAMs:
+    scaling a CAM does not change it."""
+    from wsss.methods.tscd import TSCD, equ_loss
+
+    cam = torch.rand(1, 3, 8, 8)
+    small = torch.nn.functional.interpolate(cam, size=(3, 3), mode="bilinear", align_corners=False)
+    assert abs(equ_loss(cam, 5 * small).item() - equ_loss(cam, small).item()) < 1e-4
 
     C, batch = _batch(tiny_benchmark)
     torch.manual_seed(0)
@@ -99,7 +104,7 @@ def test_equivariance_term_has_a_gradient_into_the_encoder(tiny_benchmark):
     model.zero_grad()
     out = model.net(batch["image"], with_attn=False)
     view = model.net(rescaled_view(batch["image"], 0.3), with_attn=False)
-    equivariance_l1(out["cam"], view["cam"]).backward()                    # ... and differentiable in the encoder
+    equ_loss(out["cam"], view["cam"]).backward()                           # ... and differentiable in the encoder
     assert model.net.encoder.patch_embeds[0].proj.weight.grad.abs().sum() > 0
 
 

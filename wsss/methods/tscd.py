@@ -81,6 +81,15 @@ def scd_loss(cam_1: torch.Tensor, cam_2: torch.Tensor, seg_1: torch.Tensor, seg_
     return (-m * s.clamp(min=0)).mean()
 
 
+def equ_loss(cam: torch.Tensor, cam_view: torch.Tensor) -> torch.Tensor:
+    """Eq. (12) of TSCD: L_equ = || A(m_1) - m_2 ||_1, with gradient into both views. m_1, m_2: the CAMs of the
+    training pass (B, K, h, w) of the image and of its downscaled view, every foreground channel, ReLU'd and
+    min-max normalised per channel - the CAMs the public code compares (its label CAMs, without gradient) - so
+    the loss cannot be lowered by shrinking the CAMs' scale (a first run on raw CAMs lost 4 points to it)."""
+    # $\mathcal{L}_{equ} = \| A(E(I)) - E(A(I)) \|_1$
+    return equivariance_l1(min_max_normalize(F.relu(cam)), min_max_normalize(F.relu(cam_view)))
+
+
 def reg_gate(probs: torch.Tensor, label: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """L_reg's per-pixel weight (the public code's gate): 1 - max_c p (no gradient), 1 where the pseudo label
     is 255, 0 outside the crop's image box. probs (B, C, H, W); label (B, H, W); valid bool (B, H, W)."""
@@ -97,8 +106,8 @@ class TSCD(AFA):
       ("varm"; Table 5: "pamr", "par", "varm-rgb"; None: the unrefined baseline), no random walk;
     * L_seg: AFA's 0.5 (background CE + foreground CE) on that label (the public code keeps AFA's);
     * ``scd``: Eq. (7) between the image and its ``view_scale`` (0.3) view, ``samples`` x ``samples`` points;
-    * ``equ``: Eq. (12), L1 between the first view's CAM resized to the second view's and the second view's
-      CAM (the raw CAMs of the training pass, with gradient);
+    * ``equ``: Eq. (12), :func:`equ_loss`, L1 between the first view's CAM resized to the second view's and the
+      second view's CAM (ReLU'd and min-max normalised CAMs of the training pass, with gradient);
     * ``aux``: Eq. (14), AFA's affinity loss on the 1x1 conv + sigmoid of the attention maps (no transpose);
     * ``reg``: the dense-CRF energy of the softmax (``reg_sigma_xy`` in pixels at full resolution, sigma_rgb 15,
       half resolution), gated by :func:`reg_gate`, zero outside the crop, weight ``reg_weight`` per pixel.
@@ -139,8 +148,7 @@ class TSCD(AFA):
                                                    sample_points(b, self.samples, device=images.device)), key="points")
                 terms["scd"] = scd_loss(out["cam"], view["cam"], out["seg"], view["seg"], *points)
             if self.equ:
-                # $\mathcal{L}_{equ} = \| A(E(I)) - E(A(I)) \|_1$
-                terms["equ"] = equivariance_l1(out["cam"], view["cam"])
+                terms["equ"] = equ_loss(out["cam"], view["cam"])
         loss = self.lambda3 * l_cls + self.lambda1 * sum(terms.values())
         if self.reg and not self.timing_network_only:
             probs = seg.softmax(1)
