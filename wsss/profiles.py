@@ -126,6 +126,29 @@ _SETTINGS = {
                       cls_batch=8, lr=6e-5, weight_decay=0.01, channels=256, dilations=(1, 2, 4, 8, 12, 24), radius=8,
                       samples=40, seeds=3, table5_runs=True, wr38_runs=True),
     },
+    # RML: TSCD's miniature (its stand-in classifier, map sizes and scaled radius / dilations), with RML's own
+    # schedule as shares (classification only 2000 and LR warm-up 1500 of 18k iterations: 11% and 8.3%); no decoder.
+    # context_channels: the fusion module's width (the paper does not give it); seeds: the runs of Table 1's central
+    # pair (baseline, RML); sensitivity: the alpha / beta1 / beta2 points (three each, the paper's default among
+    # them), trained only where sensitivity_runs is set.
+    "rml": {
+        "smoke": dict(backbone="mit-tiny", pretrained=None, crop=48, image_px=48, batch=4, steps=9, cls_only=1, lr_warmup=1,
+                      output_stride=8, cls_steps=8, cls_batch=8, lr=6e-4, weight_decay=0.01, channels=16,
+                      context_channels=16, dilations=(1, 2, 3), radius=2, seeds=2, sensitivity_runs=True,
+                      sensitivity=dict(alpha=(0.05, 0.1), beta1=(50.0, 100.0), beta2=(50.0, 100.0))),
+        "quick": dict(backbone="mit-tiny", pretrained=None, crop=64, image_px=64, batch=8, steps=300, cls_only=33,
+                      lr_warmup=25, output_stride=8, cls_steps=800, cls_batch=16, lr=6e-4, weight_decay=0.01, channels=64,
+                      context_channels=64, dilations=(1, 2, 3), radius=2, seeds=3, sensitivity_runs=False,
+                      sensitivity=dict(alpha=(0.05, 0.1, 0.2), beta1=(50.0, 100.0, 200.0), beta2=(50.0, 100.0, 200.0))),
+        "full": dict(backbone="mit_b0", pretrained=None, crop=160, image_px=160, batch=8, steps=3000, cls_only=333,
+                     lr_warmup=250, output_stride=8, cls_steps=3000, cls_batch=16, lr=6e-4, weight_decay=0.01, channels=128,
+                     context_channels=128, dilations=(1, 2, 4, 8), radius=5, seeds=3, sensitivity_runs=True,
+                     sensitivity=dict(alpha=(0.05, 0.1, 0.2), beta1=(50.0, 100.0, 200.0), beta2=(50.0, 100.0, 200.0))),
+        "paper": dict(backbone="mit_b1", pretrained="imagenet", crop=320, image_px=500, batch=8, steps=18000, cls_only=2000,
+                      lr_warmup=1500, output_stride=16, cls_steps=0, cls_batch=8, lr=6e-5, weight_decay=0.01, channels=256,
+                      context_channels=256, dilations=(1, 2, 4, 8, 12, 24), radius=8, seeds=3, sensitivity_runs=True,
+                      sensitivity=dict(alpha=(0.05, 0.1, 0.2), beta1=(50.0, 100.0, 200.0), beta2=(50.0, 100.0, 200.0))),
+    },
 }
 
 

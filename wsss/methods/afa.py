@@ -52,15 +52,16 @@ class AFANet(nn.Module):
     A + A^T before the 1x1 conv (TSCD does not). The encoder's LayerNorms are frozen (not trained), as
     the AFA code. A backbone without attention (ResNet: TSCD's Table 4) gives no "attn" / "affinity".
     ``output_stride``: 16 in AFA and TSCD; 8 at our small-image profiles (printed by the notebook).
+    ``decoder=False``: no SegFormer decoder and no "seg" output (RML's decoder-free network).
     """
 
     def __init__(self, backbone: str, num_classes: int, *, pretrained: str | None = None, channels: int = 256,
-                 symmetric: bool = True, attn_blocks: int = 2, output_stride: int = 16):
+                 symmetric: bool = True, attn_blocks: int = 2, output_stride: int = 16, decoder: bool = True):
         super().__init__()
         self.encoder = build_backbone(backbone, pretrained=pretrained, output_stride=output_stride)
         chans = self.encoder.out_channels
         self.classifier = nn.Conv2d(chans[-1], num_classes - 1, 1, bias=False)
-        self.decoder = SegFormerHead(tuple(chans), num_classes, channels=channels)
+        self.decoder = SegFormerHead(tuple(chans), num_classes, channels=channels) if decoder else None
         self.has_attention = hasattr(self.encoder, "blocks")
         self.symmetric = symmetric
         if self.has_attention:
@@ -81,7 +82,9 @@ class AFANet(nn.Module):
             features, attn = self.encoder(x), None
         cam = F.conv2d(features[-1], self.classifier.weight)                    # (B, K, h, w)
         logits = self.classifier(F.adaptive_max_pool2d(features[-1], 1)).flatten(1)   # global max pooling
-        out = {"logits": logits, "cam": cam, "seg": self.decoder(features), "attn": attn, "features": features}
+        out = {"logits": logits, "cam": cam, "attn": attn, "features": features}
+        if self.decoder is not None:
+            out["seg"] = self.decoder(features)
         if attn is not None:
             a = attn + attn.transpose(-1, -2) if self.symmetric else attn
             out["affinity"] = torch.sigmoid(self.attn_proj(a))[:, 0]             # (B, N, N)
@@ -159,15 +162,23 @@ def walk_labels(images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor, af
     the square ``radius`` window (:func:`wsss.refine.affinity.random_walk`, beta 1, T squared once: our
     reading of the public code's two-step propagation), resized to the image, then
     :func:`two_background_label` (refined as before). Returns int64 (B, H, W)."""
-    h, w = map_size
-    small = F.interpolate(cams, size=(h, w), mode="bilinear", align_corners=False)
-    aff = affinity.detach().float() * window_mask(h, w, radius, affinity.device)
     present = present_classes(tags).float()
-    runs = []
-    for score in (high, low):
-        walked = random_walk(_with_background(small, score) * present, aff, beta=1.0, logt=1)
-        runs.append(F.interpolate(walked, size=images.shape[2:], mode="bilinear", align_corners=False))
+    runs = [walk(_with_background(cams, score) * present, affinity, map_size, images.shape[2:], radius=radius)
+            for score in (high, low)]
     return two_background_label(images, runs, tags, **refined)
+
+
+def walk(scores: torch.Tensor, affinity: torch.Tensor, map_size, out_size, *, radius: int = AFF_RADIUS,
+         beta: float = 1.0, logt: int = 1) -> torch.Tensor:
+    """Scores (B, C, H, W) brought to the affinity's map (``map_size`` (h, w), bilinear), walked along the
+    affinity (B, N, N) (detached) kept inside the square ``radius`` window (:func:`wsss.refine.affinity.random_walk`:
+    A^beta element-wise, columns normalised, T squared ``logt`` times), resized to ``out_size``. AFA's labels
+    use beta 1 and T squared once; RML's prediction one step of the squared affinity (beta 2, logt 0)."""
+    h, w = map_size
+    small = F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=False)
+    aff = affinity.detach().float() * window_mask(h, w, radius, affinity.device)
+    walked = random_walk(small, aff, beta=beta, logt=logt)
+    return F.interpolate(walked, size=tuple(out_size), mode="bilinear", align_corners=False)
 
 
 def affinity_loss(affinity: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -242,7 +253,7 @@ class AFA(ReusableLabels, nn.Module):
         """:func:`affinity_loss` on the label's pairs at the attention's resolution (nearest) within the
         radius; 0 for a backbone without attention."""
         if "affinity" not in out:
-            return out["seg"].sum() * 0.0
+            return out["logits"].sum() * 0.0
         pairs = self.step_labels(lambda: window_pair_labels(downsample_labels(label, out["cam"].shape[2:]), self.radius),
                                  key="pairs")
         return affinity_loss(out["affinity"], pairs)

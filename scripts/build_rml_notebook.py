@@ -1,0 +1,410 @@
+"""Write notebooks/rml.ipynb from the cells below (unexecuted); publish it with
+``python -m wsss.run_notebooks --publish rml``. Kept so the notebook's source stays reviewable."""
+from pathlib import Path
+
+import nbformat as nbf
+
+cells = []
+
+
+def md(text):
+    cells.append(nbf.v4.new_markdown_cell(text.strip("\n")))
+
+
+def code(text, tags=None):
+    cell = nbf.v4.new_code_cell(text.strip("\n"))
+    if tags:
+        cell.metadata["tags"] = tags
+    cells.append(cell)
+
+
+md(r"""
+# RML: Representation Mutual Learning, decoder-free
+
+*Representation Mutual Learning for End-to-End Weakly-Supervised Semantic Segmentation* (RML), built on AFA
+(see `tscd.ipynb` for AFA's pieces).
+
+RML drops the segmentation decoder: the prediction is the network's own multi-scale CAM walked one step along
+the affinity it learns from its attention. The image and its 0.3x view go through the same network, and three
+kinds of representation learn from each other:
+
+* **CIML** (Eq. 2-4): the CAMs of the two views are kept equivariant, and the class prototypes of each view are
+  pushed apart;
+* **MFML** (Eq. 5-8): the four stages fused into a context representation are aligned between the views while
+  their mutual information is kept low;
+* **APML** (Eq. 9-14): AFA's affinity loss on the attention maps plus a mutual-information term that ties the
+  attention representation to the pseudo label.
+
+Total (Eq. 16): $\mathcal{L}_{cls} + 0.1(\mathcal{L}_{CIML} + \mathcal{L}_{MFML} + \mathcal{L}_{APML})$. The notebook shows
+the pieces, trains the baseline and RML, and puts our numbers beside the paper's Tables 1 and 2.
+""")
+
+code(r'''
+dataset = "synthetic"      # "synthetic" (generated here, no download), "voc", "coco", "cocostuff10k"
+data_root = None           # folder of the data; None: the cached synthetic benchmark
+profile = "quick"          # "smoke" (tests, seconds), "quick" (laptop CPU, minutes), "full" (one GPU), "paper" (the paper's data)
+device = "auto"            # "auto", "cpu", "cuda"
+seed = 0                   # the first seed; the central rows (baseline, RML) also run seed + 1, seed + 2, ...
+out_dir = None             # results/ and figures/ go here; None: runs/<notebook>-<profile>/ (git-ignored)
+alpha = 0.1                # Eq. (4): weight of the prototype similarity in CIML
+beta1 = 100.0              # Eq. (8): weight of the mutual information in MFML
+beta2 = 100.0              # Eq. (14): weight of the pixel-level mutual-information loss in APML
+view_scale = 0.3           # the transform A: the input downscaled by this factor
+seeds = 0                  # seeds of the central rows; 0: the profile's number (3 at quick)
+workers = 0                # runs trained at once; 0: 2 on a CPU (1 at smoke), 1 on a GPU
+''', tags=["parameters"])
+
+code(r'''
+from wsss.notebook import check_parameters, number
+
+params = check_parameters(globals(), {"alpha": number(0, 10), "beta1": number(0, 10_000), "beta2": number(0, 10_000),
+                                      "view_scale": number(0.05, 0.95), "seeds": number(0, 20, integer=True),
+                                      "workers": number(0, 16, integer=True)})
+params
+''')
+
+md(r"""
+## Settings of each profile
+
+All profiles live in `wsss/profiles.py`. The miniature is TSCD's (see `tscd.ipynb`): a small MiT at output stride
+8 on 64 px crops (an 8 x 8 CAM, the paper's 20 x 20 of a 320 px crop at stride 16 in proportion), the pair radius
+and PAR dilations scaled to the map, started from AFA's network trained on the tags alone (no ImageNet here), AdamW
+at 6e-4 (the paper's 6e-5 trained too slowly in TSCD's probe). RML's schedule is kept as shares: classification
+only for 11% of the iterations (2000 of 18k, a warm-up every variant shares) and the LR warm-up 8.3% (1500).
+""")
+
+code(r'''
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from wsss import viz
+from wsss.data import collate
+from wsss.data.transforms import TrainTransform
+from wsss.evaluate import dataset_masks
+from wsss.experiments import run_grid, run_variant, shared_warmup, step_timing
+from wsss.experiments import rml as rml_runs
+from wsss.experiments import tscd as tscd_runs
+from wsss.methods import rml
+from wsss.methods.afa import afa_cam
+from wsss.methods.rml import RML
+from wsss.notebook import (Stopwatch, default_workers, mean_std, miou_record, open_data, ordering_verdict, output_dirs,
+                           profile_settings, repo_root, scaled_bilateral, show_source, write_results)
+from wsss.records import pair_verdict
+from wsss.train import resolve_device, seed_everything
+
+clock = Stopwatch()
+SETTINGS = profile_settings("rml", profile, seeds=seeds or None)
+dev = resolve_device(device)
+WORKERS = workers or default_workers(dev.type, profile)
+SEEDS = [seed + k for k in range(SETTINGS["seeds"])]
+image_px, crop, steps = SETTINGS["image_px"], SETTINGS["crop"], SETTINGS["steps"]
+CRF_BILATERAL = scaled_bilateral(tscd_runs.CRF_BILATERAL, image_px)
+MODEL = dict(backbone=SETTINGS["backbone"], output_stride=SETTINGS["output_stride"], channels=SETTINGS["channels"],
+             cls_only=SETTINGS["cls_only"], dilations=SETTINGS["dilations"], radius=SETTINGS["radius"],
+             context_channels=SETTINGS["context_channels"], alpha=alpha, beta1=beta1, beta2=beta2, view_scale=view_scale)
+TRAIN = dict(steps=steps, batch_size=SETTINGS["batch"], optimizer="adamw", lr=SETTINGS["lr"], weight_decay=SETTINGS["weight_decay"],
+             lr_warmup=SETTINGS["lr_warmup"], poly_power=1.0, device=str(dev), log_every=10)
+results_dir, figures_dir = output_dirs(out_dir, "rml", profile)
+seed_everything(seed)
+SCHEDULE = {"steps": steps, "classification_only": SETTINGS["cls_only"], "lr_warmup": SETTINGS["lr_warmup"],
+            "shares": {"classification_only": SETTINGS["cls_only"] / steps, "lr_warmup": SETTINGS["lr_warmup"] / steps},
+            "paper_shares": {"classification_only": 2000 / 18000, "lr_warmup": 1500 / 18000}}
+print(f"device: {dev}, runs at once: {WORKERS}, seeds {SEEDS}; {steps} iterations at batch {SETTINGS['batch']}; "
+      f"classification only {SETTINGS['cls_only']} ({100 * SCHEDULE['shares']['classification_only']:.1f}%; paper 11.1%), "
+      f"LR warm-up {SETTINGS['lr_warmup']} ({100 * SCHEDULE['shares']['lr_warmup']:.1f}%; paper 8.3%)")
+print(f"alpha {alpha}, beta1 {beta1}, beta2 {beta2}; view x{view_scale}; pair radius {SETTINGS['radius']}, PAR dilations "
+      f"{SETTINGS['dilations']}; test CRF bilateral {CRF_BILATERAL}")
+''')
+
+code(r'''
+root, train_raw, val_set = open_data(dataset, data_root, profile, seed)    # no transform: labels are scored on whole images
+train_set = copy.copy(train_raw)
+train_set.transform = TrainTransform(crop, scale=(0.5, 2.0))               # random scale 0.5-2.0, flip, crop (255 outside)
+names, C = train_raw.class_names, train_raw.num_classes
+eval_batch = 16 if dataset == "synthetic" else 1
+print(f"data: {root}; {len(train_raw)} train and {len(val_set)} val images; classes: {names}")
+''')
+
+md(r"""
+## 1. The pieces beside the equations
+
+**CIML (Eq. 2-4).** The paper's prototype is an "average-pooled CAM", one number per class, whose cosine
+similarity is a constant; we take a vector prototype, the CAM-weighted mean of the last-stage features.
+Eq. (4)'s $1/C^2$ sum includes $i = j$, as printed.
+""")
+code(r'''
+show_source(rml.prototypes, rml.prototype_similarity, rml.ciml_loss)
+''')
+md(r"""
+**MFML (Eq. 5-8)** and the **mutual-information estimator.** The public code's "KL" is not a divergence, and
+leaves the fusion module out of every optimiser group (it never trains); ours trains. We estimate mutual
+information with a Gaussian (log-determinant) estimator; its docstring says why, and a test checks it on
+Gaussians with known mutual information.
+""")
+code(r'''
+show_source(rml.gaussian_mi, rml.ContextFusion, rml.mfml_loss)
+''')
+md(r"""
+**APML (Eq. 9-14).** Eq. (12) as printed, $I(y;R'_a) - I(y;R_a) - I(y;R'_a) + I(y;R_a)$, is identically zero. We
+minimise $-[I(y;R_a) - I(R_a;R'_a)] - [I(y;R'_a) - I(R'_a;R_a)]$, Eq. (10) and (11) without their conditional terms.
+**The prediction (Sec. 3.6)** walks the multi-scale CAM one step along the squared affinity. The public code picks
+the present classes from the ground-truth tags at validation; we use the classifier's prediction, and show the
+ground-truth-tag number beside it, marked as such. The released RML code does not run as released (it imports
+names that do not exist) and computes CIML's CAMs without gradient; we implement the paper.
+""")
+code(r'''
+show_source(rml.pixel_mi_loss, rml.rml_scores, rml.RML.forward)
+''')
+
+md(r"""
+## 2. The stand-in classifier and the trainings
+
+AFA's network trained on the tags alone stands in for ImageNet (as in `tscd.ipynb`). Every run shares its first
+`cls_only` iterations with the other runs of its seed (all variants build the same modules). Table 1 adds the
+strategies one at a time to the decoder-free baseline (classification + AFA's affinity loss on the attention maps,
+which the prediction needs; in our reading Table 2 (e) removes it from RML); Table 2 removes one piece from RML each.
+""")
+code(r'''
+workdir = Path(tempfile.mkdtemp(prefix="rml-"))
+t0 = time.perf_counter()
+init = str(workdir / "tags.pt")
+tag_model, tag_history = tscd_runs.pretrain_tags(train_set, backbone=SETTINGS["backbone"], output_stride=SETTINGS["output_stride"],
+                                                 steps=SETTINGS["cls_steps"], batch_size=SETTINGS["cls_batch"],
+                                                 channels=SETTINGS["channels"], seed=seed, device=str(dev), save_to=init)
+pretrain_seconds = time.perf_counter() - t0
+tag_model.dilations = SETTINGS["dilations"]
+TRAIN_MASKS = dataset_masks(train_raw)
+start_quality = tscd_runs.refiner_quality(tag_model, train_raw, [None, "par"], TRAIN_MASKS, device=dev, batch_size=eval_batch)
+print(f"tag classifier: {SETTINGS['cls_steps']} iterations, loss {tag_history[0]['loss']:.3f} -> {tag_history[-1]['loss']:.3f}; "
+      f"its CAM label on the train images: {100 * start_quality[None]['miou']:.1f} mIoU unrefined, "
+      f"{100 * start_quality['par']['miou']:.1f} refined by PAR (where labelled)")
+
+OUT = ["pred", "pred + CRF", "pred, GT tags"]
+common = dict(method=RML, train_set=train_set, val_set=val_set, predictor=rml_runs.predictor,
+              predictor_args=dict(crf_bilateral=CRF_BILATERAL), init=init, init_into="net", init_partial=True,
+              eval_batch=eval_batch, train_cfg=TRAIN)
+t0 = time.perf_counter()
+warm = {s: shared_warmup(steps=SETTINGS["cls_only"], checkpoint_dir=workdir / f"warm-{s}", model=MODEL, seed=s, **common)
+        for s in SEEDS}
+warmup_seconds = time.perf_counter() - t0
+
+
+def run(run_seed=seed, save=None, **switches):
+    return dict(model={**MODEL, **switches}, seed=run_seed, outputs=OUT, resume_from=warm[run_seed], save_to=save, **common)
+
+
+BASELINE = dict(ciml=False, mfml=False, mi=False)
+runs = {}
+for s in SEEDS:
+    runs[f"Baseline seed={s}"] = run(s, save=str(workdir / "baseline.pt") if s == seed else None, **BASELINE)
+    runs[f"RML seed={s}"] = run(s, save=str(workdir / "rml.pt") if s == seed else None)
+runs["+CIML"] = run(save=str(workdir / "ciml.pt"), mfml=False, mi=False)
+runs["+CIML +MFML"] = run(save=str(workdir / "mfml.pt"), mi=False)
+TABLE2 = {"(a) w/o CIML": dict(ciml=False), "(b) w/o multi-scale context fusion": dict(fusion=False),
+          "(c) w/o feature-level mutual learning loss": dict(mfml=False), "(d) w/o pixel-level MI loss": dict(mi=False),
+          "(e) w/o affinity-aware contrastive loss": dict(aff=False)}
+runs.update({row: run(**sw) for row, sw in TABLE2.items()})
+SENS = SETTINGS["sensitivity"]
+DEFAULTS = {"alpha": alpha, "beta1": beta1, "beta2": beta2}
+if SETTINGS["sensitivity_runs"]:
+    runs.update({f"{k}={v}": run(**{k: v}) for k, vals in SENS.items() for v in vals if v != DEFAULTS[k]})
+t0 = time.perf_counter()
+results = run_grid(run_variant, runs, workers=WORKERS, desc="RML runs")
+grid_seconds = time.perf_counter() - t0
+miou = {name: {k: 100 * v for k, v in r["miou"].items()} for name, r in results.items()}
+print(f"stand-in classifier {pretrain_seconds:.0f} s; shared warm-ups ({SETTINGS['cls_only']} iterations, {len(warm)}) "
+      f"{warmup_seconds:.0f} s; {len(runs)} runs of {steps} iterations in {grid_seconds:.0f} s ({WORKERS} at once, one thread each)")
+''')
+
+code(r'''
+fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+for name in (f"Baseline seed={seed}", f"RML seed={seed}"):
+    h = results[name]["history"]
+    for ax, key in zip(axes, ("loss", "aff", "ignored")):
+        ax.plot([x["step"] for x in h], [x.get(key, np.nan) for x in h], label=name)
+for name, key, ax in ((f"RML seed={seed}", "ciml", axes[1]), (f"RML seed={seed}", "mfml", axes[1])):
+    h = results[name]["history"]
+    ax.plot([x["step"] for x in h], [x.get(key, np.nan) for x in h], ls="--", label=f"{key} ({name})")
+for ax, title in zip(axes, ("total loss", "affinity, CIML and MFML losses", "share of ignored (255) label pixels")):
+    ax.set_title(title); ax.set_xlabel("iteration"); ax.axvline(SETTINGS["cls_only"], color="gray", lw=0.8, ls=":")
+axes[1].legend(fontsize=7)
+fig.tight_layout()
+fig.savefig(figures_dir / "rml_training.png", dpi=100, bbox_inches="tight")
+''')
+
+md(r"""
+**The CAMs after each strategy (the paper's Fig. 3).** The CAM (three scales with flips, ground-truth tags, max over
+the tagged classes) of the first seed's models on val images.
+""")
+code(r'''
+shown = collate([val_set[i] for i in range(4)])
+models = {}
+for key, file, sw in (("baseline", "baseline.pt", BASELINE), ("+CIML", "ciml.pt", dict(mfml=False, mi=False)),
+                      ("+CIML +MFML", "mfml.pt", dict(mi=False)), ("RML", "rml.pt", {})):
+    m = RML(num_classes=C, **{**MODEL, **sw})
+    m.load_state_dict(torch.load(workdir / file, map_location="cpu", weights_only=True))
+    models[key] = m.to(dev).eval()
+images, tags = shown["image"].to(dev), shown["labels"].to(dev)
+fig, axes = plt.subplots(4, 2 + len(models) + 1, figsize=(2.1 * (3 + len(models)), 8.4))
+for i in range(4):
+    axes[i, 0].imshow(shown["image"][i].permute(1, 2, 0)); axes[i, 1].imshow(viz.colorize(shown["mask"][i]))
+    for j, (key, m) in enumerate(models.items()):
+        axes[i, 2 + j].imshow(afa_cam(m.net, images[i:i + 1], tags[i:i + 1])[0].amax(0).cpu(), cmap="jet", vmin=0, vmax=1)
+        axes[0, 2 + j].set_title(f"CAM, {key}")
+    axes[i, -1].imshow(viz.colorize(models["RML"].predict_labels(images[i:i + 1])[0].cpu()))
+axes[0, 0].set_title("image"); axes[0, 1].set_title("ground truth"); axes[0, -1].set_title("RML prediction")
+for ax in axes.flat:
+    ax.axis("off")
+fig.tight_layout()
+fig.savefig(figures_dir / "rml_cams.png", dpi=100, bbox_inches="tight")
+''')
+
+md(r"""
+## 3. Table 1: the strategies, and the paper's Table 3 pair (AFA vs RML)
+
+Val mIoU (%) of the decoder-free prediction with the classes the classifier predicts; "+ CRF" adds the dense CRF;
+"GT tags" uses the ground-truth tags as the public code's validation does (not a weakly supervised result). The
+central rows (baseline, RML) are mean +- std over the seeds; the others one seed. AFA is read from `tscd.ipynb`'s
+committed results at this profile (its own 3 seeds), when they exist.
+""")
+code(r'''
+fmt = lambda v: f"{mean_std(v)[0]:.1f} +- {mean_std(v)[1]:.1f}" if isinstance(v, list) and len(v) > 1 else f"{(v[0] if isinstance(v, list) else v):.1f}"  # noqa: E731
+
+
+def per_seed(row, out="pred"):
+    return [miou[f"{row} seed={s}"][out] for s in SEEDS]
+
+
+central = {row: {out: per_seed(row, out) for out in OUT} for row in ("Baseline", "RML")}
+PAPER_T1 = {"Baseline": 50.3, "+CIML": 58.8, "+CIML +MFML": 61.7, "RML": 64.9}
+t1_values = {"Baseline": central["Baseline"]["pred"], "+CIML": [miou["+CIML"]["pred"]],
+             "+CIML +MFML": [miou["+CIML +MFML"]["pred"]], "RML": central["RML"]["pred"]}
+t1 = pd.DataFrame({row: {"ours": fmt(v), "+ CRF": fmt(central[row]["pred + CRF"]) if row in central else "",
+                         "GT tags (not WSSS)": fmt(central[row]["pred, GT tags"]) if row in central else fmt(miou[row]["pred, GT tags"]),
+                         "paper": PAPER_T1[row]} for row, v in t1_values.items()}).T
+display(t1)
+display(pd.DataFrame({f"{row} ({out})": dict(zip(SEEDS, v)) for row, vals in central.items() for out, v in vals.items()}).T
+        .round(1).rename(columns=lambda s: f"seed {s}"))
+print(f"Table 1, RML above the baseline ({len(SEEDS)} seeds): {pair_verdict(central['RML']['pred'], central['Baseline']['pred'])} "
+      f"({mean_std(central['RML']['pred'])[0]:.1f} vs {mean_std(central['Baseline']['pred'])[0]:.1f}; paper 64.9 vs 50.3); "
+      f"with CRF: {pair_verdict(central['RML']['pred + CRF'], central['Baseline']['pred + CRF'])} (paper RML + CRF 67.2)")
+print(ordering_verdict(t1_values, PAPER_T1, what="Table 1 (baseline and RML over the seeds, the others one seed)"))
+
+tscd_file = repo_root() / "results" / f"tscd-{profile}.json"
+afa_row = None
+if dataset == "synthetic" and tscd_file.is_file():
+    afa_row = next(r for r in json.loads(tscd_file.read_text())["table1"] if r["row"] == "AFA")
+    afa_seg = [100 * x for x in afa_row["seg"].get("miou_seeds", [afa_row["seg"]["miou"]])]
+    afa_crf = [100 * x for x in afa_row["seg + CRF"].get("miou_seeds", [afa_row["seg + CRF"]["miou"]])]
+    display(pd.DataFrame({"AFA (tscd.ipynb)": {"ours": fmt(afa_seg), "+ CRF": fmt(afa_crf), "paper": 63.8, "paper + CRF": 66.0},
+                          "RML": {"ours": fmt(central["RML"]["pred"]), "+ CRF": fmt(central["RML"]["pred + CRF"]),
+                                  "paper": 64.9, "paper + CRF": 67.2}}).T)
+    print(f"Table 3 pair, RML above AFA: {pair_verdict(central['RML']['pred'], afa_seg)} (AFA from {tscd_file.name}, "
+          f"the same data and profile; paper 64.9 vs 63.8)")
+else:
+    print(f"Table 3 pair: no committed AFA result for dataset {dataset!r} at profile {profile!r} ({tscd_file.name}); run tscd.ipynb")
+''')
+
+md(r"""## 4. Table 2: each piece removed from RML (one seed each)""")
+code(r'''
+PAPER_T2 = {"(a) w/o CIML": 61.9, "(b) w/o multi-scale context fusion": 63.2, "(c) w/o feature-level mutual learning loss": 62.6,
+            "(d) w/o pixel-level MI loss": 63.0, "(e) w/o affinity-aware contrastive loss": 62.4, "RML": 64.9}
+t2_values = {**{row: miou[row]["pred"] for row in TABLE2}, "RML": central["RML"]["pred"]}
+t2 = pd.DataFrame({row: {"ours": fmt(v), "paper": PAPER_T2[row]} for row, v in t2_values.items()}).T
+display(t2)
+below = {row: pair_verdict(central["RML"]["pred"], [v]) for row, v in t2_values.items() if row != "RML"}
+print("Table 2, RML above each removal (RML over the seeds, the removal one seed): "
+      + "; ".join(f"{row.split(')')[0]}): {v}" for row, v in below.items()))
+print("(b): without the fusion module, R_c is the last stage's features.")
+''')
+
+md(r"""
+## 5. Sensitivity of alpha, beta1, beta2
+
+Three values each, the others at their defaults (one seed each). The paper's values are in an appendix we do not
+have, so that column stays empty. At `quick` these 6 extra trainings do not fit the budget: they run at `full`
+and `paper` (and at `smoke`, to prove the code).
+""")
+code(r'''
+sensitivity = []
+if SETTINGS["sensitivity_runs"]:
+    for k, vals in SENS.items():
+        for v in sorted(set(vals) | {DEFAULTS[k]}):
+            ours = miou[f"RML seed={seed}"]["pred"] if v == DEFAULTS[k] else miou[f"{k}={v}"]["pred"]
+            sensitivity.append({"parameter": k, "value": v, "ours": ours, "paper": None})
+    display(pd.DataFrame(sensitivity).set_index(["parameter", "value"]).round(1))
+else:
+    print(f"sensitivity: not run at profile {profile!r} (runs at full and paper); the points would be {SENS}")
+''')
+
+md(r"""## 6. Summary and results""")
+code(r'''
+wall = clock()
+rec = lambda v, paper, **f: miou_record([x / 100 for x in v] if isinstance(v, list) else v / 100, paper, **f)  # noqa: E731
+summary = {
+    "table1": [rec(v, PAPER_T1[row], row=row) for row, v in t1_values.items()],
+    "table1_seeds": {"seeds": SEEDS, **{row: {out: [x / 100 for x in v] for out, v in vals.items()} for row, vals in central.items()}},
+    "table1_crf": {row: rec(central[row]["pred + CRF"], 67.2 if row == "RML" else None, row=row) for row in central},
+    "table3_pair": {"AFA": afa_row, "RML": rec(central["RML"]["pred"], 64.9), "RML + CRF": rec(central["RML"]["pred + CRF"], 67.2)},
+    "table2": [rec(v, PAPER_T2[row], row=row) for row, v in t2_values.items()],
+    "sensitivity": [{**r, "miou": r["ours"] / 100} for r in sensitivity] if sensitivity else {"run": False, "points": SENS},
+    "gt_tags_not_wsss": {name: m.get("pred, GT tags", None) for name, m in miou.items()},
+    "start_label_quality": {str(r): q for r, q in start_quality.items()}, "schedule": SCHEDULE,
+    "all_runs": {name: r["miou"] for name, r in results.items()},
+    "run_seconds": {name: {"train": r["train_seconds"], "eval": r["eval_seconds"]} for name, r in results.items()},
+    "grid_seconds": grid_seconds, "pretrain_seconds": pretrain_seconds, "warmup_seconds": warmup_seconds,
+    "dataset": dataset, "settings": SETTINGS, "parameters": {k: str(v) for k, v in params.items()},
+}
+print(f"RML: {fmt(central['RML']['pred'])} (+ CRF {fmt(central['RML']['pred + CRF'])}); baseline: {fmt(central['Baseline']['pred'])} "
+      f"mIoU on val over seeds {SEEDS}")
+print(f"wall time of the notebook up to here: {wall:.0f} s ({wall / 60:.1f} min); the appendix below adds about a minute")
+summary["wall_seconds"] = wall
+''')
+
+md(r"""
+## Appendix: where an RML step spends its time
+
+`wsss.experiments.step_timing` times a step with and without its label work on one batch (one thread on the CPU,
+nothing else running); what it strips is the label CAM pass (three scales with flips, no gradient: a network pass)
+plus PAR and L_mi. The pieces, timed one by one, separate them.
+""")
+code(r'''
+threads = torch.get_num_threads()
+if dev.type == "cpu":
+    torch.set_num_threads(1)                       # as each training worker
+batch = collate([train_set[i] for i in range(SETTINGS["batch"])])
+batch = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
+torch.manual_seed(0)
+m = RML(num_classes=C, **MODEL).to(dev)
+timing = step_timing(m, batch, step=SETTINGS["cls_only"])
+pieces = rml_runs.label_work_breakdown(m, batch)
+torch.set_num_threads(threads)
+display(pd.Series(pieces, name="ms").round(1).to_frame())
+n_threads = 1 if dev.type == "cpu" else "n/a"
+cam_pass = pieces["CAM pass for the labels (3 scales x flip)"]
+beyond = timing["other_ms"] - cam_pass + pieces["CIML loss, forward and backward"] + pieces["MFML (fusion + loss), forward and backward"]
+timing.update(beyond_network_ms=beyond, beyond_network_fraction=beyond / timing["full_ms"])
+print(f"RML: {timing['full_ms']:.0f} ms a step; step_timing strips {timing['other_ms']:.0f} ms ({100 * timing['other_fraction']:.0f}%), "
+      f"of which the CAM pass is {cam_pass:.0f} ms (a network pass); with CIML's and MFML's losses added, the work beyond all "
+      f"network passes is {beyond:.0f} ms ({100 * beyond / timing['full_ms']:.0f}%; target <= 50% on a CPU, <= 25% on a GPU); "
+      f"{dev.type}, threads: {n_threads}")
+summary["step_timing"] = {**timing, "pieces_ms": pieces, "device": dev.type, "threads": n_threads}
+path = write_results(results_dir, "rml", profile, summary)
+print(f"results: {path}")
+''')
+
+nb = nbf.v4.new_notebook()
+nb.cells = cells
+nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+               "language_info": {"name": "python", "version": "3.11.7"}}
+out = Path(__file__).resolve().parents[1] / "notebooks" / "rml.ipynb"
+nbf.write(nb, out)
+print(f"wrote {out}")

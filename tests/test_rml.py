@@ -1,0 +1,107 @@
+"""RML's pieces (issue 14 groundwork): the mutual-information estimator, prototypes, the three strategies' losses,
+the decoder-free prediction and the step."""
+import math
+
+import pytest
+import torch
+
+from wsss.data.folder import IGNORE
+from wsss.methods.rml import (RML, ContextFusion, affinity_representation, ciml_loss, gaussian_mi, mfml_loss,
+                              pixel_mi_loss, prototype_similarity, prototypes, rml_predict)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9])
+def test_gaussian_mi_recovers_the_known_information_of_correlated_gaussians(rho):
+    torch.manual_seed(0)
+    n = 20000
+    x = torch.randn(n, 1)
+    y = rho * x + math.sqrt(1 - rho ** 2) * torch.randn(n, 1)
+    truth = -0.5 * math.log(1 - rho ** 2)
+    assert gaussian_mi(x, y, eps=0.0).item() == pytest.approx(truth, abs=0.02)
+
+
+def test_gaussian_mi_of_vectors_adds_over_independent_pairs_and_ignores_scale():
+    torch.manual_seed(0)
+    n, rhos = 20000, (0.6, 0.8, 0.0)
+    x = torch.randn(n, 3)
+    y = torch.stack([r * x[:, i] + math.sqrt(1 - r ** 2) * torch.randn(n) for i, r in enumerate(rhos)], 1)
+    truth = sum(-0.5 * math.log(1 - r ** 2) for r in rhos)
+    assert gaussian_mi(x, y, eps=0.0).item() == pytest.approx(truth, abs=0.03)
+    assert gaussian_mi(5 * x + 1, y, eps=0.0).item() == pytest.approx(gaussian_mi(x, y, eps=0.0).item(), abs=1e-3)
+    with pytest.raises(ValueError, match="same N"):
+        gaussian_mi(x, y[:10])
+
+
+def test_prototypes_and_their_similarity_on_hand_made_maps():
+    features = torch.zeros(1, 2, 2, 2)
+    features[0, 0, 0, 0] = 1.0                      # position (0, 0) has feature e0
+    features[0, 1, 1, 1] = 3.0                      # position (1, 1) has feature 3 e1
+    cam = torch.full((1, 2, 2, 2), -1.0)            # ReLU'd away everywhere ...
+    cam[0, 0, 0, 0] = 2.0                           # ... but class 0 at (0, 0)
+    cam[0, 1, 1, 1] = 0.5                           # and class 1 at (1, 1)
+    p = prototypes(cam, features)
+    assert torch.allclose(p, torch.tensor([[[1.0, 0.0], [0.0, 3.0]]]), atol=1e-4)
+    assert prototype_similarity(p).item() == pytest.approx(0.5, abs=1e-5)       # (1 + 0 + 0 + 1) / 2^2
+    same = prototypes(cam.flip(1).flip(1), features.new_ones(1, 2, 2, 2))
+    assert prototype_similarity(same).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_ciml_loss_has_a_gradient_into_the_cam_and_the_features():
+    torch.manual_seed(0)
+    cam = torch.randn(2, 3, 8, 8, requires_grad=True)
+    cam_view = torch.randn(2, 3, 3, 3, requires_grad=True)
+    feats = torch.randn(2, 4, 8, 8, requires_grad=True)
+    feats_view = torch.randn(2, 4, 3, 3, requires_grad=True)
+    ciml_loss(cam, cam_view, feats, feats_view).backward()
+    for t in (cam, cam_view, feats, feats_view):
+        assert t.grad is not None and t.grad.abs().sum() > 0
+
+
+def test_mfml_and_pixel_mi_losses_are_finite_nonzero_and_differentiable():
+    torch.manual_seed(0)
+    fusion = ContextFusion([4, 6, 8, 8], channels=5)
+    feats = [torch.randn(2, c, s, s) for c, s in ((4, 16), (6, 8), (8, 8), (8, 8))]
+    rc = fusion(feats)
+    assert rc.shape == (2, 5, 8, 8)
+    rc_view = torch.randn(2, 5, 3, 3)
+    loss = mfml_loss(rc, rc_view, beta1=1.0)
+    loss.backward()
+    assert torch.isfinite(loss) and fusion.proj[0].weight.grad.abs().sum() > 0
+    attn = torch.randn(2, 4, 16, 16, requires_grad=True)
+    rep = affinity_representation(attn, (4, 4))
+    assert rep.shape == (2, 16, 4, 4)
+    rep_view = affinity_representation(torch.randn(2, 4, 4, 4), (2, 2))
+    label = torch.randint(0, 3, (2, 8, 8))
+    label[:, :2] = IGNORE
+    l_mi = pixel_mi_loss(rep, rep_view, label, num_classes=3)
+    assert torch.isfinite(l_mi) and abs(l_mi.item()) > 1e-4              # Eq. (12) as printed would be exactly 0
+    l_mi.backward()
+    assert attn.grad.abs().sum() > 0
+
+
+def test_decoder_free_prediction_and_step(tiny_benchmark):
+    from wsss.data import build_dataset, collate
+    from wsss.data.transforms import TrainTransform
+
+    ds = build_dataset("synthetic", tiny_benchmark, "train_aug", transform=TrainTransform(48, scale=(1.3, 1.5)))
+    batch = collate([ds[i] for i in range(2)])
+    torch.manual_seed(0)
+    model = RML("mit-tiny", ds.num_classes, channels=8, output_stride=8, radius=2, dilations=(1, 2), cls_only=1,
+                context_channels=8).train()
+    assert model.net.decoder is None
+    assert set(model(batch, step=0)) == {"loss", "cls"}
+    out = model(batch, step=1)
+    assert {"aff", "ciml", "mfml", "mi", "ignored"} <= out.keys() and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert model.fusion_module.proj[0].weight.grad.abs().sum() > 0     # the fusion module trains (public code: never)
+    base = RML("mit-tiny", ds.num_classes, channels=8, output_stride=8, radius=2, dilations=(1, 2), cls_only=1,
+               ciml=False, mfml=False, mi=False, context_channels=8).train()
+    assert set(base(batch, step=1)) == {"loss", "cls", "aff", "ignored"}
+    model.eval()
+    pred = model.predict_labels(batch["image"])
+    assert pred.shape == (2, 48, 48) and pred.dtype == torch.int64
+    tags = batch["labels"]
+    given = rml_predict(model.net, batch["image"], radius=2, tags=tags)
+    allowed = torch.cat([torch.ones(2, 1), tags], 1).bool()
+    for i in range(2):
+        assert allowed[i, given[i].unique()].all()                      # only background and the given classes
