@@ -258,6 +258,30 @@ def test_tscd_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
         assert (out / "figures" / f"tscd_{name}.png").is_file(), name
 
 
+def test_rml_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
+    """`papermill rml.ipynb out.ipynb -p alpha 0.2 ...` on a VOC-layout folder at the smoke profile: the baseline and
+    RML over 2 seeds, Table 1's steps, Table 2's five removals and the sensitivity points all run; the results hold
+    every table with mIoU fractions, and the AFA pair says where its number would come from."""
+    out = tmp_path / "out"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "rml.ipynb"), str(tmp_path / "rml.ipynb"),
+                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "alpha": 0.2,
+                                           "workers": 1, "out_dir": str(out)},
+                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    result = json.loads((out / "results" / "rml-smoke.json").read_text())
+    assert [r["row"] for r in result["table1"]] == ["Baseline", "+CIML", "+CIML +MFML", "RML"]
+    assert result["table1"][0]["paper"] == pytest.approx(0.503)
+    assert len(result["table1_seeds"]["RML"]["pred"]) == 2 == len(result["table1_seeds"]["seeds"])
+    assert len(result["table2"]) == 6 and result["table2"][-1]["row"] == "RML"
+    assert {(r["parameter"], r["value"]) for r in result["sensitivity"]} >= {("alpha", 0.2), ("alpha", 0.05), ("beta1", 50.0)}
+    assert all(r["paper"] is None for r in result["sensitivity"])
+    assert result["table3_pair"]["AFA"] is None                     # no AFA result for a user's VOC folder
+    values = [r["miou"] for k in ("table1", "table2") for r in result[k]] + [r["miou"] for r in result["sensitivity"]]
+    assert values and all(0.0 <= v <= 1.0 for v in values)
+    assert result["parameters"]["alpha"] == "0.2" and result["step_timing"]["full_ms"] > 0
+    for name in ("training", "cams"):
+        assert (out / "figures" / f"rml_{name}.png").is_file(), name
+
+
 def test_asdt_rejects_a_warmup_that_leaves_no_teaching(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "asdt.ipynb"), str(tmp_path / "o.ipynb"),
                            "-p", "steps", "10", "-p", "warmup", "10", "--cwd", str(tmp_path)],

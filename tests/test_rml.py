@@ -105,3 +105,12 @@ def test_decoder_free_prediction_and_step(tiny_benchmark):
     allowed = torch.cat([torch.ones(2, 1), tags], 1).bool()
     for i in range(2):
         assert allowed[i, given[i].unique()].all()                      # only background and the given classes
+
+
+def test_crf_probabilities_of_walked_scores_sum_to_one_even_where_the_walk_left_nothing():
+    from wsss.experiments.rml import class_probs
+
+    scores = torch.tensor([[[[0.35, 0.0]], [[0.7, 0.0]]]])             # (1, 2, 1, 2): the second pixel is empty
+    probs = class_probs(scores)
+    assert torch.allclose(probs.sum(1), torch.ones(1, 1, 2))
+    assert torch.allclose(probs[0, :, 0, 0], torch.tensor([1 / 3, 2 / 3])) and probs[0, 0, 0, 1] == 1.0

@@ -17,6 +17,16 @@ from .tscd import CRF_BILATERAL, CRF_GAUSSIAN
 OUTPUTS = {"pred": (False, False), "pred + CRF": (False, True), "pred, GT tags": (True, False)}
 
 
+def class_probs(scores: torch.Tensor) -> torch.Tensor:
+    """Walked scores (B, K+1, H, W), non-negative, normalised to sum 1 over the classes for the dense CRF; a pixel
+    whose scores all vanished (the squared affinity of its column underflowed to 0) is background."""
+    total = scores.sum(1, keepdim=True)
+    empty = total <= 1e-12
+    background = torch.zeros_like(scores)
+    background[:, 0] = 1.0
+    return torch.where(empty, background, scores / total.clamp_min(1e-12))
+
+
 def predictor(model: RML, outputs, *, crf_gaussian=CRF_GAUSSIAN, crf_bilateral=CRF_BILATERAL, crf_backend: str = "auto"):
     """A ``predict(batch)`` for :func:`wsss.evaluate.evaluate`: the argmax of :func:`wsss.methods.rml.rml_scores`
     with the classes the classifier predicts ("pred"), after a dense CRF of 10 iterations on the scores
@@ -34,7 +44,7 @@ def predictor(model: RML, outputs, *, crf_gaussian=CRF_GAUSSIAN, crf_bilateral=C
                 cache[gt] = rml_scores(model.net, images, radius=model.radius, tags=batch["labels"] if gt else None)
             scores = cache[gt]
             if crf:
-                probs = scores / scores.sum(1, keepdim=True).clamp_min(1e-8)
+                probs = class_probs(scores)
                 out[name] = crf_label(images, probs, gaussian=crf_gaussian, bilateral=crf_bilateral, backend=crf_backend)
             else:
                 out[name] = scores.masked_fill(scores <= 0, float("-inf")).argmax(1)
