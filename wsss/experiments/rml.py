@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import torch
 
-from ..methods.afa import cam_labels
 from ..methods.rml import RML, affinity_representation, ciml_loss, mfml_loss, pixel_mi_loss, rml_scores
 from ..ops import rescaled_view
 from ..refine.crf import crf_label
-from .timing import median_ms
-from .tscd import CRF_BILATERAL, CRF_GAUSSIAN
+from .tscd import CRF_BILATERAL, CRF_GAUSSIAN, label_pieces
 
 # name -> (present classes from the ground-truth tags?, dense CRF?)
 OUTPUTS = {"pred": (False, False), "pred + CRF": (False, True), "pred, GT tags": (True, False)}
@@ -57,16 +55,8 @@ def label_work_breakdown(model: RML, batch: dict, *, repeats: int = 5) -> dict:
     """Milliseconds of each piece of an RML step beyond the training forward (median of ``repeats``): the CAM pass
     for the labels (three scales with flips, no grad), PAR's two-background label, and the three strategies'
     losses forward and backward on detached network outputs (CIML, MFML with the fusion module, L_mi)."""
-    images, tags, valid = batch["image"], batch["labels"], batch.get("valid")
-
-    def timed(fn):
-        return median_ms(fn, images.device, repeats)
-
-    model.train()
-    ms = {}
-    ms["CAM pass for the labels (3 scales x flip)"], cams = timed(lambda: model.cams(images, tags))
-    ms["two-background label, refiner par"], label = timed(
-        lambda: cam_labels(images, cams, tags, refiner=model.refiner, dilations=model.dilations, valid=valid))
+    images = batch["image"]
+    timed, ms, label = label_pieces(model, batch, repeats)
     with torch.no_grad():
         out = model.net(images, with_attn=True)
         view = model.net(rescaled_view(images, model.view_scale), with_attn=True)

@@ -111,11 +111,10 @@ def refiner_quality(model: AFA, dataset, refiners: Sequence[str | None], targets
     return {r: masks_miou(labels[r], dataset, targets) for r in refiners}
 
 
-def label_work_breakdown(model: TSCD, batch: dict, *, repeats: int = 5) -> dict:
-    """Milliseconds of each piece of a TSCD step's work beyond its network passes, on one batch (median of
-    ``repeats``), on the model's device: the CAM pass for the labels (three scales with flips, no grad), the
-    refined two-background label, the affinity pair labels, the SCD loss (sampling and both correlation
-    volumes, forward and backward) and L_reg (dense-CRF energy, forward and backward)."""
+def label_pieces(model: AFA, batch: dict, repeats: int = 5):
+    """The label work every AFA-based step shares, timed (median of ``repeats``): the CAM pass (three scales with
+    flips, no grad) and the refined two-background label. Returns (timed, {piece: ms}, label), ``timed(fn)`` ->
+    (ms, fn()) for the caller's further pieces."""
     images, tags, valid = batch["image"], batch["labels"], batch.get("valid")
 
     def timed(fn):
@@ -126,6 +125,16 @@ def label_work_breakdown(model: TSCD, batch: dict, *, repeats: int = 5) -> dict:
     ms["CAM pass for the labels (3 scales x flip)"], cams = timed(lambda: model.cams(images, tags))
     ms[f"two-background label, refiner {model.refiner}"], label = timed(
         lambda: cam_labels(images, cams, tags, refiner=model.refiner, dilations=model.dilations, valid=valid))
+    return timed, ms, label
+
+
+def label_work_breakdown(model: TSCD, batch: dict, *, repeats: int = 5) -> dict:
+    """Milliseconds of each piece of a TSCD step's work beyond its network passes, on one batch (median of
+    ``repeats``), on the model's device: the CAM pass for the labels (three scales with flips, no grad), the
+    refined two-background label, the affinity pair labels, the SCD loss (sampling and both correlation
+    volumes, forward and backward) and L_reg (dense-CRF energy, forward and backward)."""
+    images, valid = batch["image"], batch.get("valid")
+    timed, ms, label = label_pieces(model, batch, repeats)
     with torch.no_grad():
         out = model.net(images, with_attn=False)
         view = model.net(rescaled_view(images, model.view_scale), with_attn=False)
