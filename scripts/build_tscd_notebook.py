@@ -120,11 +120,10 @@ SEEDS = [seed + k for k in range(SETTINGS["seeds"])]
 image_px, crop, steps = SETTINGS["image_px"], SETTINGS["crop"], SETTINGS["steps"]
 CRF_BILATERAL = scaled_bilateral(tscd_runs.CRF_BILATERAL, image_px)   # AFA's test CRF: sxy 64 at ~500 px, srgb 5, compat 4
 REG_SIGMA_XY = pixels(tscd.REG_SIGMA_XY, image_px)                  # L_reg's sigma_xy 100 at ~500 px
-VARM = "varm" if (alpha, beta) == (4.0, 0.01) else "varm-custom"
-if VARM == "varm-custom":        # the notebook's alpha / beta: a refiner of its own, registered for this kernel
-    par.KERNELS["varm-custom"] = lambda images, dilations=par.DILATIONS: par.varm_kernel(images, dilations, alpha=alpha, beta=beta)
+VARM = "varm"
+KERNEL_ARGS = {"varm": dict(alpha=alpha, beta=beta), "varm-rgb": dict(alpha=alpha)}   # the notebook's alpha / beta for VARM
 COMMON_MODEL = dict(output_stride=SETTINGS["output_stride"], channels=SETTINGS["channels"], cls_only=SETTINGS["cls_only"],
-                    dilations=SETTINGS["dilations"], radius=SETTINGS["radius"])
+                    dilations=SETTINGS["dilations"], radius=SETTINGS["radius"], kernel_args=KERNEL_ARGS)
 TSCD_MODEL = dict(**COMMON_MODEL, samples=SETTINGS["samples"], reg_sigma_xy=REG_SIGMA_XY, lambda1=lambda1, lambda2=lambda2,
                   view_scale=view_scale, refiner=VARM)
 AFA_MODEL = dict(**COMMON_MODEL, walk_from=SETTINGS["walk_from"], refiner="par")
@@ -151,7 +150,8 @@ print(f"schedule: classification only {SETTINGS['cls_only']} ({100 * SCHEDULE['s
 print(f"maps: a {crop} px crop at output stride {os_} -> a {map_1} x {map_1} CAM (paper 32 x 32); the {view_scale} view is "
       f"{view_px} px -> {map_2} x {map_2} (paper 10 x 10); pair radius {SETTINGS['radius']}, SCD samples "
       f"{SETTINGS['samples']} x {SETTINGS['samples']}, refiner dilations {SETTINGS['dilations']}")
-print(f"test CRF bilateral {CRF_BILATERAL}; L_reg sigma_xy {REG_SIGMA_XY} px at full resolution (x0.5 at half); refiner of TSCD: {VARM}")
+print(f"test CRF bilateral {CRF_BILATERAL}; L_reg sigma_xy {REG_SIGMA_XY} px at full resolution (x0.5 at half); refiner of TSCD: {VARM}"
+      + ("" if (alpha, beta) == (4.0, 0.01) else f" (alpha {alpha}, beta {beta})"))
 ''')
 
 code(r'''
@@ -217,7 +217,7 @@ for key, bb in (("mit", SETTINGS["backbone"]), ("resnet", SETTINGS["resnet"])) +
     print(f"tag classifier {bb}: {SETTINGS['cls_steps']} iterations, loss {tag_history[0]['loss']:.3f} -> {tag_history[-1]['loss']:.3f}")
 pretrain_seconds = time.perf_counter() - t0
 TRAIN_MASKS = dataset_masks(train_raw)
-mit_tags.dilations = SETTINGS["dilations"]
+mit_tags.dilations, mit_tags.kernel_args = SETTINGS["dilations"], KERNEL_ARGS
 REFINERS = [None, "pamr", "par", "varm-rgb", VARM]
 start_quality = tscd_runs.refiner_quality(mit_tags, train_raw, REFINERS, TRAIN_MASKS, device=dev, batch_size=eval_batch)
 pd.DataFrame({str(r): {"mIoU where labelled": 100 * q["miou"], "labelled %": 100 * q["labelled"]} for r, q in start_quality.items()}).T.round(1)
@@ -229,8 +229,9 @@ images, tags = shown["image"].to(dev), shown["labels"].to(dev)
 cams = mit_tags.cams(images, tags)
 half = F.interpolate(images.float() / 255, scale_factor=0.5, mode="bilinear", align_corners=False)
 k_par = par.par_kernel(half, SETTINGS["dilations"])[0, 0]
-k_varm = par.KERNELS[VARM](half, SETTINGS["dilations"])[0, 0]
-labels = {str(r): afa.cam_labels(images, cams, tags, refiner=r, dilations=SETTINGS["dilations"]) for r in (None, "par", VARM)}
+k_varm = par.varm_kernel(half, SETTINGS["dilations"], alpha=alpha, beta=beta)[0, 0]
+labels = {str(r): afa.cam_labels(images, cams, tags, refiner=r, dilations=SETTINGS["dilations"], kernel_args=KERNEL_ARGS.get(r))
+          for r in (None, "par", VARM)}
 fig, axes = plt.subplots(2, 5, figsize=(13, 5.4))
 i, n_ring = 0, 8
 axes[0, 0].imshow(shown["image"][i].permute(1, 2, 0)); axes[0, 0].set_title("image")

@@ -133,3 +133,24 @@ def test_afa_switches_to_the_walked_label_and_rejects_unknown_refiners(tiny_benc
     assert calls == [False, True]                                   # the walk gets this step's forward (affinity)
     with pytest.raises(ValueError, match="refiner='crf'"):
         AFA("mit-tiny", ds.num_classes, refiner="crf")
+
+
+def test_refiner_kernel_arguments_reach_the_kernel_and_need_no_registration():
+    """VARM's alpha / beta travel as data (spawned workers see them), not as a refiner registered at run time."""
+    from wsss.refine.par import KERNELS, refine, varm_kernel
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 255, (1, 3, 16, 16), dtype=torch.uint8)
+    cams = torch.rand(1, 2, 16, 16)
+    tags = torch.tensor([[1.0, 1.0]])
+    small = F.interpolate(images.float() / 255, size=(8, 8), mode="bilinear", align_corners=False)
+    probs = torch.rand(1, 3, 8, 8).softmax(1)
+    assert torch.allclose(refine(probs, small, "varm", (1, 2), 3, alpha=2.0, beta=0.05),
+                          refine(probs, small, "varm", (1, 2), 3, kernel=varm_kernel(small, (1, 2), alpha=2.0, beta=0.05)))
+    assert torch.allclose(KERNELS["varm-rgb"](small, (1, 2), alpha=2.0), varm_kernel(small, (1, 2), alpha=2.0, beta=0.0))
+    default = cam_labels(images, cams, tags, refiner="varm", dilations=(1, 2))
+    same = cam_labels(images, cams, tags, refiner="varm", dilations=(1, 2), kernel_args={"alpha": 4.0, "beta": 0.01})
+    assert torch.equal(default, same)
+    model = __import__("wsss.methods.tscd", fromlist=["TSCD"]).TSCD(
+        "mit-tiny", 3, channels=8, output_stride=8, dilations=(1, 2), kernel_args={"varm": {"alpha": 2.0}})
+    assert model.kernel_args["varm"] == {"alpha": 2.0}

@@ -98,7 +98,8 @@ def refiner_labels(model: AFA, dataset, refiners: Sequence[str | None], *, devic
         images, tags = batch["image"].to(device), batch["labels"].to(device)
         cams = model.cams(images, tags)
         for r in refiners:
-            labels = cam_labels(images, cams, tags, refiner=r, dilations=model.dilations)
+            labels = cam_labels(images, cams, tags, refiner=r, dilations=model.dilations,
+                                kernel_args=getattr(model, "kernel_args", {}).get(r))
             for name, lab in zip(batch["name"], labels.cpu().numpy()):
                 out[r][name] = lab.astype(np.uint8)
     return out
@@ -124,7 +125,8 @@ def label_pieces(model: AFA, batch: dict, repeats: int = 5):
     ms = {}
     ms["CAM pass for the labels (3 scales x flip)"], cams = timed(lambda: model.cams(images, tags))
     ms[f"two-background label, refiner {model.refiner}"], label = timed(
-        lambda: cam_labels(images, cams, tags, refiner=model.refiner, dilations=model.dilations, valid=valid))
+        lambda: cam_labels(images, cams, tags, refiner=model.refiner, dilations=model.dilations, valid=valid,
+                           kernel_args=model.kernel_args.get(model.refiner)))
     return timed, ms, label
 
 

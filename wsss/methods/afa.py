@@ -110,20 +110,21 @@ def afa_cam(net: AFANet, images: torch.Tensor, tags: torch.Tensor, scales: Seque
 @torch.no_grad()
 def two_background_label(images: torch.Tensor, runs: Sequence[torch.Tensor], tags: torch.Tensor, *,
                          refiner: str | None = "par", dilations: Sequence[int] = DILATIONS, n_iter: int = PAR_ITERS,
-                         valid: torch.Tensor | None = None) -> torch.Tensor:
+                         valid: torch.Tensor | None = None, kernel_args: dict | None = None) -> torch.Tensor:
     """AFA's label from a high-background and a low-background run: each run's scores (B, K+1, H, W)
     ([background; classes], at the image size) over background + tagged classes, softmaxed, refined by
     ``refiner`` (a key of :data:`wsss.refine.par.KERNELS`: PAR in AFA, VARM in TSCD; None: not refined)
     at half resolution on the image in [0, 1]; the label is the argmax of the high run, 255 where the
     high run says background, 0 where both runs say background; 255 outside ``valid`` (the crop's image
-    box). images uint8 (B, 3, H, W); tags (B, K). Returns int64 (B, H, W)."""
+    box); ``kernel_args``: keyword arguments of the refiner's kernel (e.g. VARM's alpha, beta). images uint8
+    (B, 3, H, W); tags (B, K). Returns int64 (B, H, W)."""
     size = images.shape[2:]
     half = (size[0] // 2, size[1] // 2)
     present = present_classes(tags)
     kernel = None
     if refiner is not None:
         small = F.interpolate(images.float() / 255.0, size=half, mode="bilinear", align_corners=False)
-        kernel = KERNELS[refiner](small, dilations)                  # once for both runs
+        kernel = KERNELS[refiner](small, dilations, **(kernel_args or {}))     # once for both runs
     labels = []
     for scores in runs:
         probs = scores.masked_fill(~present, float("-inf")).softmax(1)
@@ -150,7 +151,7 @@ def cam_labels(images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor, *, 
                low: float = BKG_LOW, **refined) -> torch.Tensor:
     """AFA's pseudo label: :func:`two_background_label` of the CAMs with a constant background ``high``
     (0.55) and ``low`` (0.35). cams (B, K, H, W) in [0, 1]; ``refined``: refiner, dilations, n_iter,
-    valid. Returns int64 (B, H, W)."""
+    valid, kernel_args. Returns int64 (B, H, W)."""
     return two_background_label(images, [_with_background(cams, high), _with_background(cams, low)], tags, **refined)
 
 
@@ -197,6 +198,7 @@ class AFA(ReusableLabels, nn.Module):
     crop's image box, the batch's "valid") and L_aff = :func:`affinity_loss` on the label's pairs at the
     attention's resolution (nearest) within ``radius``. From iteration ``walk_from`` (AFA: 6000 of 20k;
     None: never) the label is :func:`walk_labels`, the CAM walked along this step's affinity (detached).
+    ``kernel_args``: {refiner name: keyword arguments of its kernel}, e.g. {"varm": {"alpha": 4, "beta": 0.01}}.
     With ``timing_network_only`` the labels are reused.
     """
 
@@ -204,7 +206,7 @@ class AFA(ReusableLabels, nn.Module):
                  symmetric: bool = True, cls_only: int = 2000, seg_weight: float = 0.1, aff_weight: float = 0.1,
                  cam_scales: Sequence[float] = CAM_SCALES, radius: int = AFF_RADIUS,
                  dilations: Sequence[int] = DILATIONS, refiner: str | None = "par", walk_from: int | None = WALK_FROM,
-                 output_stride: int = 16):
+                 output_stride: int = 16, kernel_args: dict | None = None):
         super().__init__()
         if refiner is not None and refiner not in KERNELS:
             raise ValueError(f"refiner={refiner!r} is not known; choose None or one of {sorted(KERNELS)}")
@@ -213,6 +215,7 @@ class AFA(ReusableLabels, nn.Module):
         self.cls_only, self.seg_weight, self.aff_weight = cls_only, seg_weight, aff_weight
         self.cam_scales, self.radius, self.dilations = tuple(cam_scales), radius, tuple(dilations)
         self.refiner, self.walk_from = refiner, walk_from
+        self.kernel_args = dict(kernel_args or {})           # refiner name -> its kernel's keyword arguments
 
     def cams(self, images: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
         """:func:`afa_cam` of the batch, in eval mode (no gradient; a separate pass)."""
@@ -226,7 +229,8 @@ class AFA(ReusableLabels, nn.Module):
                out: dict | None = None) -> torch.Tensor:
         """The batch's pseudo label: :func:`cam_labels`, or :func:`walk_labels` when ``out`` (this step's
         forward, with its affinity) is given."""
-        refined = dict(refiner=self.refiner, dilations=self.dilations, valid=valid)
+        refined = dict(refiner=self.refiner, dilations=self.dilations, valid=valid,
+                       kernel_args=self.kernel_args.get(self.refiner))
         if out is None:
             return cam_labels(images, self.cams(images, tags), tags, **refined)
         return walk_labels(images, self.cams(images, tags), tags, out["affinity"], out["cam"].shape[2:],

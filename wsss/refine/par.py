@@ -116,16 +116,16 @@ KERNELS = {
     "pamr": pamr_kernel,
     "par": par_kernel,
     "varm": varm_kernel,
-    "varm-rgb": lambda images, dilations=DILATIONS: varm_kernel(images, dilations, beta=0.0),
+    "varm-rgb": lambda images, dilations=DILATIONS, **kw: varm_kernel(images, dilations, **{**kw, "beta": 0.0}),
 }
 
 
 def refine(probs: torch.Tensor, images: torch.Tensor, refiner: str, dilations: Sequence[int] = DILATIONS,
-           n_iter: int = 10, kernel: torch.Tensor | None = None) -> torch.Tensor:
+           n_iter: int = 10, kernel: torch.Tensor | None = None, **kernel_args) -> torch.Tensor:
     """``probs`` (B, C, H, W) refined by ``refiner`` (a key of :data:`KERNELS`) on ``images`` float
-    (B, 3, H, W) of the same size: :func:`propagate` with that refiner's kernel (or ``kernel``, built
-    before for several calls)."""
+    (B, 3, H, W) of the same size: :func:`propagate` with that refiner's kernel, built with ``kernel_args``
+    (e.g. VARM's alpha, beta), or ``kernel``, built before for several calls."""
     if refiner not in KERNELS:
         raise ValueError(f"refiner={refiner!r} is not known; choose one of {sorted(KERNELS)}")
-    kernel = KERNELS[refiner](images, dilations) if kernel is None else kernel
+    kernel = KERNELS[refiner](images, dilations, **kernel_args) if kernel is None else kernel
     return propagate(probs, kernel, dilations, n_iter)
