@@ -52,7 +52,8 @@ class AFANet(nn.Module):
     A + A^T before the 1x1 conv (TSCD does not). The encoder's LayerNorms are frozen (not trained), as
     the AFA code. A backbone without attention (ResNet: TSCD's Table 4) gives no "attn" / "affinity".
     ``output_stride``: 16 in AFA and TSCD; 8 at our small-image profiles (printed by the notebook).
-    ``decoder=False``: no SegFormer decoder and no "seg" output (RML's decoder-free network).
+    ``decoder=False``: no SegFormer decoder and no "seg" output (RML's decoder-free network);
+    ``forward(..., with_seg=False)`` skips the decoder for one call (the CAM pass for the labels).
     """
 
     def __init__(self, backbone: str, num_classes: int, *, pretrained: str | None = None, channels: int = 256,
@@ -72,7 +73,7 @@ class AFANet(nn.Module):
             if isinstance(m, nn.LayerNorm):
                 m.requires_grad_(False)
 
-    def forward(self, images: torch.Tensor, *, with_attn: bool = True) -> dict:
+    def forward(self, images: torch.Tensor, *, with_attn: bool = True, with_seg: bool = True) -> dict:
         x = normalize(images) if images.dtype == torch.uint8 else images
         with_attn = with_attn and self.has_attention
         if with_attn:
@@ -83,7 +84,7 @@ class AFANet(nn.Module):
         cam = F.conv2d(features[-1], self.classifier.weight)                    # (B, K, h, w)
         logits = self.classifier(F.adaptive_max_pool2d(features[-1], 1)).flatten(1)   # global max pooling
         out = {"logits": logits, "cam": cam, "attn": attn, "features": features}
-        if self.decoder is not None:
+        if self.decoder is not None and with_seg:
             out["seg"] = self.decoder(features)
         if attn is not None:
             a = attn + attn.transpose(-1, -2) if self.symmetric else attn
@@ -100,7 +101,7 @@ def afa_cam(net: AFANet, images: torch.Tensor, tags: torch.Tensor, scales: Seque
     total = 0.0
     for s in scales:
         x = images if s == 1.0 else rescaled_view(images, s)
-        cam = F.relu(net(torch.cat([x, x.flip(-1)]), with_attn=False)["cam"].float())
+        cam = F.relu(net(torch.cat([x, x.flip(-1)]), with_attn=False, with_seg=False)["cam"].float())   # no decoder
         cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
         total = total + torch.maximum(cam[: len(x)], cam[len(x):].flip(-1))
     tagged = tags[:, :, None, None].float()
