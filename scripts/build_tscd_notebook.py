@@ -1,21 +1,9 @@
 """Write notebooks/tscd.ipynb from the cells below (unexecuted); publish it with
 ``python -m wsss.run_notebooks --publish tscd``. Kept so the notebook's source stays reviewable."""
-from pathlib import Path
+from notebook_cells import Cells
 
-import nbformat as nbf
-
-cells = []
-
-
-def md(text):
-    cells.append(nbf.v4.new_markdown_cell(text.strip("\n")))
-
-
-def code(text, tags=None):
-    cell = nbf.v4.new_code_cell(text.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = tags
-    cells.append(cell)
+cells = Cells()
+md, code = cells.md, cells.code
 
 
 md(r"""
@@ -515,10 +503,4 @@ path = write_results(results_dir, "tscd", profile, summary)
 print(f"results: {path}")
 ''')
 
-nb = nbf.v4.new_notebook()
-nb.cells = cells
-nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-               "language_info": {"name": "python", "version": "3.11.7"}}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "tscd.ipynb"
-nbf.write(nb, out)
-print(f"wrote {out}")
+cells.write("tscd")
