@@ -42,7 +42,8 @@ def _one_thread():
 
 def test_registry_lists_every_family():
     assert set(BACKBONES) == {"resnet18", "resnet34", "resnet50", "resnet101", "resnet-tiny",
-                              "resnet38", "resnet38-tiny", "mit_b0", "mit_b1", "mit-tiny"}
+                              "resnet38", "resnet38-tiny", "mit_b0", "mit_b1", "mit-tiny", "mobilenet_v2",
+                              "mobilenet-tiny"}
 
 
 def test_unknown_name_is_a_value_error_listing_the_names():
@@ -344,7 +345,7 @@ def _load_imagenet_offline(name):
     return record, seconds, unchanged
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mit_b0", "resnet38-tiny", "resnet-tiny"])
+@pytest.mark.parametrize("name", ["resnet18", "mit_b0", "resnet38-tiny", "resnet-tiny", "mobilenet_v2"])
 def test_imagenet_offline_warns_once_and_keeps_the_model(tmp_path, monkeypatch, name):
     monkeypatch.setenv("WSSS_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))            # an empty torch-hub cache
@@ -388,3 +389,25 @@ def test_mit_takes_an_input_smaller_than_its_reduction_ratio():
     with torch.no_grad():
         features = net(torch.randn(1, 3, 14, 14))
     assert features[-1].shape[-2:] == (2, 2) and torch.isfinite(features[-1]).all()
+
+
+def test_mobilenet_v2_loads_torchvision_weights_from_a_file(tmp_path):
+    """torchvision's MobileNet-v2 state dict (classifier and the last 1x1 conv included) loads into ours without a
+    missing or unexpected key, and the levels match torchvision's own blocks at output stride 32."""
+    import torchvision
+    ref = torchvision.models.mobilenet_v2(weights=None).eval()
+    torch.save(ref.state_dict(), tmp_path / "mnv2.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # a missing or unexpected key would warn
+        net = build_backbone("mobilenet_v2", pretrained=str(tmp_path / "mnv2.pth"), output_stride=32).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ours = net(x)
+        expected = ref.features[:18](x)
+    assert torch.allclose(ours[-1], expected, atol=1e-5)
+
+
+def test_mobilenet_output_stride_dilates_the_depthwise_convs():
+    net = build_backbone("mobilenet-tiny", output_stride=8)
+    dw = [m for m in net.features[14:18].modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert [m.stride for m in dw] == [(1, 1)] * 4 and [m.dilation for m in dw] == [(2, 2), (4, 4), (4, 4), (4, 4)]

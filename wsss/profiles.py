@@ -149,6 +149,35 @@ _SETTINGS = {
                       context_channels=256, dilations=(1, 2, 4, 8, 12, 24), radius=8, seeds=3, sensitivity_runs=True,
                       sensitivity=dict(alpha=(0.05, 0.1, 0.2), beta1=(50.0, 100.0, 200.0), beta2=(50.0, 100.0, 200.0))),
     },
+    # Seminar: DeepLab-v3+ on the paper's two backbones (quick trains the ResNet column, the paper's main one; the
+    # MobileNet column runs where mobilenet_runs is set), batch 12, SGD with rloss's lr 0.007, poly 0.9, weight
+    # decay 5e-4, random scale 0.5-2.0, flip, Gaussian blur (p 0.5). The paper's map (513 px at output stride 16:
+    # 33 x 33) is kept in proportion by output stride 8 on 64 px crops, the ASPP rates scaled to the map. steps: one
+    # model's run (the paper: 60 epochs = 52,920 iterations); the EMA horizon and the lambda_pCons ramp are shares
+    # of it (Seminar.alpha_for_run, pcons_weight). lr: the paper profile gives rloss's step on our loss (rloss's loss
+    # is 1/12 of ours, see methods/seminar.crf_weight): lr 0.007 / 12 with weight decay 5e-4 x 12; quick and full
+    # keep 0.007 on our loss (12x rloss's step: short runs; not compared with the equivalent at quick). seeds: the
+    # runs of Table 3's central rows; fig5b_alpha / fig5c_lambda: the paper's decays (converted to the run's length)
+    # and pCons weights, one seed each; chain: the longest student-student chain of Fig. 5(a); eval_points: the
+    # evaluations along Fig. 4's runs.
+    "seminar": {
+        "smoke": dict(backbone="resnet-tiny", mobilenet="mobilenet-tiny", pretrained=None, crop=48, image_px=48, batch=4,
+                      steps=8, cls_steps=8, cls_batch=8, output_stride=8, channels=16, lr=0.007, weight_decay=5e-4,
+                      seeds=2, mobilenet_runs=True, chain=2, eval_points=2, fig5b_alpha=(0.99, 0.999, 0.9999),
+                      fig5c_lambda=(50.0, 200.0, 800.0)),
+        "quick": dict(backbone="resnet-tiny", mobilenet="mobilenet-tiny", pretrained=None, crop=64, image_px=64, batch=12,
+                      steps=500, cls_steps=800, cls_batch=16, output_stride=8, channels=32, lr=0.007, weight_decay=5e-4,
+                      seeds=3, mobilenet_runs=False, chain=2, eval_points=10, fig5b_alpha=(0.99, 0.999, 0.9999),
+                      fig5c_lambda=(50.0, 200.0, 800.0)),
+        "full": dict(backbone="resnet18", mobilenet="mobilenet_v2", pretrained=None, crop=160, image_px=160, batch=12,
+                     steps=3000, cls_steps=4000, cls_batch=16, output_stride=8, channels=128, lr=0.007, weight_decay=5e-4,
+                     seeds=3, mobilenet_runs=True, chain=3, eval_points=12, fig5b_alpha=(0.99, 0.999, 0.9999),
+                     fig5c_lambda=(50.0, 200.0, 800.0)),
+        "paper": dict(backbone="resnet101", mobilenet="mobilenet_v2", pretrained="imagenet", crop=513, image_px=500,
+                      batch=12, steps=52920, cls_steps=0, cls_batch=12, output_stride=16, channels=256, lr=0.007 / 12,
+                      weight_decay=5e-4 * 12, seeds=3, mobilenet_runs=True, chain=3, eval_points=12,
+                      fig5b_alpha=(0.99, 0.999, 0.9999), fig5c_lambda=(50.0, 200.0, 800.0)),
+    },
 }
 
 

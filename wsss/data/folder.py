@@ -462,8 +462,17 @@ class PseudoMaskDataset(torch.utils.data.Dataset):
         return self.transform(sample) if self.transform is not None else sample
 
 
+def clicks_to_mask(clicks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Rasterise click points (K, 3) [y, x, class] into a sparse label map (H, W), 255 elsewhere."""
+    mask = torch.full(size, IGNORE, dtype=torch.int64)
+    if clicks.numel():
+        mask[clicks[:, 0], clicks[:, 1]] = clicks[:, 2]
+    return mask
+
+
 def collate(samples: list[dict]) -> dict:
-    """Stack images, masks and tags of equal size; keep names and clicks as lists."""
+    """Stack images, masks and tags of equal size; keep names and clicks as lists. With clicks, also
+    "click_mask" int64 (B, H, W): each image's clicks rasterised at its size, 255 = unlabelled."""
     out = {}
     for key in samples[0]:
         values = [s[key] for s in samples]
@@ -475,4 +484,6 @@ def collate(samples: list[dict]) -> dict:
             out[key] = torch.stack(values)
         else:
             out[key] = values
+    if "clicks" in out and "image" in out:
+        out["click_mask"] = torch.stack([clicks_to_mask(c, tuple(out["image"].shape[2:])) for c in out["clicks"]])
     return out

@@ -7,12 +7,13 @@ parameters; click points are moved with the same arithmetic and dropped only if 
 """
 from __future__ import annotations
 
+import math
 import random
 
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from .folder import IGNORE
+from .folder import IGNORE, clicks_to_mask  # noqa: F401  (clicks_to_mask: kept importable from here)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,16 +41,19 @@ class TrainTransform:
     labels are 255 outside the image box).
 
     The WSSS codebases use scale 0.7-1.3 (RRM/ASDT) or 0.5-2.0 (DeepLab) and crops of 321 or 512; the
-    crop here is square, ``crop_size`` pixels. The random numbers come from Python's ``random`` module,
+    crop here is square, ``crop_size`` pixels. ``blur``: the probability of a Gaussian blur of the image
+    with a radius drawn from U(0, 1) px (DeepLab-v3+ code as rloss and Seminar use it: p 0.5). The random numbers come from Python's ``random`` module,
     which the trainer seeds, so a run is repeatable.
     """
 
-    def __init__(self, crop_size: int, scale: tuple[float, float] = (0.7, 1.3), flip: bool = True):
+    def __init__(self, crop_size: int, scale: tuple[float, float] = (0.7, 1.3), flip: bool = True, blur: float = 0.0):
         if crop_size <= 0:
             raise ValueError(f"crop_size={crop_size} must be positive")
         if not 0 < scale[0] <= scale[1]:
             raise ValueError(f"scale={scale} must be an increasing pair of positive numbers")
-        self.crop_size, self.scale, self.flip = crop_size, scale, flip
+        if not 0 <= blur <= 1:
+            raise ValueError(f"blur={blur!r} must be a probability in [0, 1]")
+        self.crop_size, self.scale, self.flip, self.blur = crop_size, scale, flip, blur
 
     def __call__(self, sample: dict) -> dict:
         image, mask = sample["image"], sample["mask"]
@@ -73,6 +77,8 @@ class TrainTransform:
         flipped = self.flip and random.random() < 0.5
         if flipped:
             image, mask, valid = TF.horizontal_flip(image), TF.horizontal_flip(mask[None])[0], valid.flip(-1)
+        if self.blur and random.random() < self.blur:
+            image = gaussian_blur(image, random.random())
         out = dict(sample, image=image, mask=mask, valid=valid)
         if "clicks" in sample:
             out["clicks"] = self._move_clicks(sample["clicks"], (h, w), (nh, nw), top, left, flipped)
@@ -89,9 +95,12 @@ class TrainTransform:
         return torch.stack([y, x, clicks[:, 2]], dim=1)[keep]
 
 
-def clicks_to_mask(clicks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Rasterise click points (K, 3) [y, x, class] into a sparse label map (H, W), 255 elsewhere."""
-    mask = torch.full(size, IGNORE, dtype=torch.int64)
-    if clicks.numel():
-        mask[clicks[:, 0], clicks[:, 1]] = clicks[:, 2]
-    return mask
+
+
+def gaussian_blur(image: torch.Tensor, radius: float) -> torch.Tensor:
+    """A uint8 (3, H, W) image blurred by a Gaussian of standard deviation ``radius`` px (PIL's GaussianBlur
+    radius), kernel 2 ceil(3 radius) + 1; the image itself for a radius under 0.01."""
+    if radius < 0.01:
+        return image
+    k = 2 * math.ceil(3 * radius) + 1
+    return TF.gaussian_blur(image, kernel_size=[k, k], sigma=[radius, radius])

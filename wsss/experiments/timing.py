@@ -24,7 +24,8 @@ def step_timing(method: torch.nn.Module, batch: dict, *, steps: int = 5, warmup:
 
     ``method`` follows :class:`wsss.train.ReusableLabels` (a ``timing_network_only`` switch);
     ``batch`` is on the method's device; ``step`` is the iteration number passed to the method (it may
-    pick a teacher). Returns {"full_ms", "network_ms", "other_ms", "other_fraction"}; the weights change
+    pick a teacher). A method's own ``after_step`` (an EMA update, ...) runs after each full step, not in
+    the network-only ones: it is work beyond the network passes. Returns {"full_ms", "network_ms", "other_ms", "other_fraction"}; the weights change
     during timing, and the switch is off again afterwards.
     """
     if not hasattr(method, "timing_network_only"):
@@ -45,6 +46,9 @@ def step_timing(method: torch.nn.Module, batch: dict, *, steps: int = 5, warmup:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if not network_only and callable(getattr(method, "after_step", None)):
+                with torch.no_grad():
+                    method.after_step(step + 1)         # e.g. an EMA teacher's update: not a network pass
             _sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)

@@ -13,6 +13,8 @@ feature pixel of each level). MiT backbones also take ``return_attn=True`` (see 
     mit_b0          32, 64, 160, 256              [4,8,8,8] / [4,8,16,16] / [4,8,16,32]; 4: [4,4,4,4]
     mit_b1          64, 128, 320, 512             same
     mit-tiny        16, 32, 64, 128               same
+    mobilenet_v2    24, 32, 96, 320               [4,8,8,8] / [4,8,16,16] / [4,8,16,32]
+    mobilenet-tiny  8, 16, 32, 112                same (torchvision's width_mult 0.35)
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Callable
 import torch.nn as nn
 
 from .mit import CONFIGS as MIT_CONFIGS, MixTransformer
+from .mobilenet import MobileNetV2
 from .pretrained import load_pretrained
 from .resnet import ResNet
 from .resnet38 import ResNet38
@@ -37,6 +40,8 @@ _REGISTRY: dict[str, tuple[Callable[[int], nn.Module], tuple[int, ...]]] = {
     "mit_b0": (lambda os_: MixTransformer(MIT_CONFIGS["mit_b0"], os_), (4, 8, 16, 32)),
     "mit_b1": (lambda os_: MixTransformer(MIT_CONFIGS["mit_b1"], os_), (4, 8, 16, 32)),
     "mit-tiny": (lambda os_: MixTransformer(MIT_CONFIGS["mit-tiny"], os_), (4, 8, 16, 32)),
+    "mobilenet_v2": (lambda os_: MobileNetV2(1.0, os_), (8, 16, 32)),
+    "mobilenet-tiny": (lambda os_: MobileNetV2(0.35, os_), (8, 16, 32)),
 }
 
 BACKBONES: tuple[str, ...] = tuple(_REGISTRY)
@@ -46,7 +51,7 @@ def build_backbone(name: str, *, pretrained: str | None = None, output_stride: i
     """Build the backbone ``name`` (one of :data:`BACKBONES`), randomly initialised.
 
     ``pretrained``: None, a path to a state_dict / checkpoint file, or ``"imagenet"`` for the standard
-    weights (torchvision for ResNet, Hugging Face ``nvidia/mit-b*`` for MiT); see
+    weights (torchvision for ResNet and MobileNet-v2, Hugging Face ``nvidia/mit-b*`` for MiT); see
     :func:`wsss.models.pretrained.load_pretrained`. ``output_stride``: 8, 16 or 32 (MiT also 4).
     """
     if name not in _REGISTRY:

@@ -11,7 +11,7 @@
   (DataParallel / DDP) are removed and keys are cut after ``backbone.``, so a whole WSSS model's
   checkpoint gives its backbone. Tensors whose shape differs, or a file of which no tensor matches,
   raise a ValueError naming the file; keys missing on either side are listed in one warning.
-- ``"imagenet"``: torchvision's IMAGENET1K_V1 weights for ResNet-18/34/50/101 (the classic ones the
+- ``"imagenet"``: torchvision's IMAGENET1K_V1 weights for ResNet-18/34/50/101 and MobileNet-v2 (the classic ones the
   papers start from), the Hugging Face hub's ``nvidia/mit-b0`` / ``nvidia/mit-b1`` for MiT (needs the
   ``huggingface_hub`` package). Files already in the local torch-hub / Hugging Face cache are used
   without a network. Otherwise, when offline (``WSSS_OFFLINE=1``, ``HF_HUB_OFFLINE=1`` for the hub,
@@ -37,7 +37,8 @@ import torch
 import torch.nn as nn
 
 TORCHVISION_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights",
-                       "resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}
+                       "resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights",
+                       "mobilenet_v2": "MobileNet_V2_Weights"}
 HF_REPOS = {"mit_b0": "nvidia/mit-b0", "mit_b1": "nvidia/mit-b1"}
 PSA_WEIGHTS_HINT = ("PSA's ImageNet weights for ResNet-38 (ilsvrc-cls_rna-a1_cls1000_ep-0001.params, "
                     "converted to a .pth with PSA's convert_mxnet_to_torch)")
@@ -137,6 +138,8 @@ def convert_keys(name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.T
         return _rename(state, _PSA_RESNET38)
     if name.startswith("resnet"):
         return {k: v for k, v in state.items() if not k.startswith("fc.")}   # torchvision's classifier
+    if name.startswith("mobilenet"):    # torchvision's classifier and last 1x1 conv (DeepLab uses block 17's output)
+        return {k: v for k, v in state.items() if not k.startswith(("classifier.", "features.18."))}
     if name.startswith("mit"):
         state = _rename(state, _MIT)
         # Hugging Face keeps keys and values in two Linears; ours is one, keys first: kv = [k; v]
