@@ -282,6 +282,31 @@ def test_rml_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
         assert (out / "figures" / f"rml_{name}.png").is_file(), name
 
 
+def test_seminar_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
+    """`papermill seminar.ipynb out.ipynb -p lambda_pcons 100 ...` on a VOC-layout folder at the smoke profile: Table 3's
+    rows on both backbones (the central ones over 2 seeds), Fig. 4's curves, the chain of Fig. 5(a) and both sweeps
+    run; the results hold every key with mIoU fractions, the EMA horizon and the click counts."""
+    out = tmp_path / "out"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "seminar.ipynb"), str(tmp_path / "seminar.ipynb"),
+                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "lambda_pcons": 100.0,
+                                           "workers": 1, "out_dir": str(out)},
+                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    result = json.loads((out / "results" / "seminar-smoke.json").read_text())
+    rows = [(r["column"], r["row"]) for r in result["table3"]]
+    assert ("ResNet", "all four") in rows and ("MobileNet", "pCE + CRF + pCons") in rows
+    assert result["table3"][0]["paper"] == pytest.approx(0.547)
+    assert len(result["table3_seeds"]["all four"]) == 2 == len(result["table3_seeds"]["seeds"])
+    assert len(result["fig4"]["curves"]) == 4 and all(len(c["miou"]) >= 2 for c in result["fig4"]["curves"].values())
+    assert [r["modules"] for r in result["fig5a"]] == [0, 1, 2]
+    assert {r["lambda_pCons"] for r in result["fig5c"]} == {50.0, 100.0, 200.0, 800.0}
+    assert len(result["fig5b"]) == 3 and result["schedule"]["ema_horizon_steps"] >= 1
+    values = [r["miou"] for k in ("table3", "fig5a", "fig5b", "fig5c") for r in result[k]]
+    assert values and all(0.0 <= v <= 1.0 for v in values)
+    assert result["clicks"]["clicks_per_image"] > 1 and result["step_timing"]["full_ms"] > 0
+    for name in ("clicks", "training", "mechanism", "fig4", "fig5"):
+        assert (out / "figures" / f"seminar_{name}.png").is_file(), name
+
+
 def test_asdt_rejects_a_warmup_that_leaves_no_teaching(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "asdt.ipynb"), str(tmp_path / "o.ipynb"),
                            "-p", "steps", "10", "-p", "warmup", "10", "--cwd", str(tmp_path)],

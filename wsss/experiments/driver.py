@@ -36,7 +36,8 @@ def run_variant(*, method: Callable[..., torch.nn.Module], model: dict, train_se
                 predictor: Callable | None = None, predictor_args: dict | None = None, outputs: Iterable[str] = (),
                 init: str | None = None, init_into: str = "net", init_partial: bool = False, seed: int = 0,
                 save_to: str | None = None,
-                resume_from: str | None = None, eval_batch: int = 16) -> dict:
+                resume_from: str | None = None, eval_batch: int = 16, evaluate_every: int = 0,
+                curve: Callable | None = None) -> dict:
     """Train one variant of ``method`` on ``train_set`` and score its named ``outputs`` on ``val_set``.
 
     method: the method's class (or a factory), called as ``method(num_classes=..., **model)``; in a
@@ -51,7 +52,9 @@ def run_variant(*, method: Callable[..., torch.nn.Module], model: dict, train_se
     submodule's weights, e.g. encoder and classifier but not the decoder, while a name the submodule does
     not have is still an error); resume_from: the ``last.pt`` of such a shared
     first part to continue from (copied; the file is left as it is); save_to: where to keep the
-    trained weights. Returns {"miou": {output: fraction}, "per_class": {output: [IoU per class]},
+    trained weights. curve: an evaluation callback of :func:`wsss.train.train` (``curve(model) -> {name: number}``,
+    importable for spawned workers), run every ``evaluate_every`` steps and after the last one; its numbers are in
+    the history as "val_<name>" (e.g. Seminar's Fig. 4 curves). Returns {"miou": {output: fraction}, "per_class": {output: [IoU per class]},
     "history": [...], "train_seconds": s, "eval_seconds": s}.
     """
     outputs = list(outputs)
@@ -73,7 +76,7 @@ def run_variant(*, method: Callable[..., torch.nn.Module], model: dict, train_se
             shutil.copy(resume_from, Path(tmp) / "last.pt")
             cfg.checkpoint_dir, cfg.resume = tmp, True
         start = time.perf_counter()
-        history = train(net, train_set, cfg)
+        history = train(net, train_set, cfg, evaluate=curve, eval_every=evaluate_every if curve is not None else 0)
         train_seconds = time.perf_counter() - start
     result = {"miou": {}, "per_class": {}, "history": history, "train_seconds": train_seconds, "eval_seconds": 0.0}
     if save_to is not None:

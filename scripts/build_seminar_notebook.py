@@ -1,0 +1,524 @@
+"""Write notebooks/seminar.ipynb from the cells below (unexecuted); publish it with
+``python -m wsss.run_notebooks --publish seminar``. Kept so the notebook's source stays reviewable."""
+from notebook_cells import Cells
+
+cells = Cells()
+md, code = cells.md, cells.code
+
+
+md(r"""
+# Seminar Learning: segmentation from clicks
+
+*Seminar Learning for Click-Level Weakly Supervised Semantic Segmentation* (Chen et al., ICCV 2021). There is no
+public code: this is a first public implementation, built from the paper and, where it is silent, from the
+"Regularized Loss" (rloss) code it says it builds on "without modifying any parameters".
+
+**Click supervision**, not image tags: one labelled pixel per object plus a few background clicks. Seminar learning
+lets several networks teach each other the unlabelled pixels:
+
+* **teacher-student** (Eq. 1-5): a DeepLab-v3+ student learns from the clicks (partial cross-entropy, Eq. 2), from
+  rloss's dense-CRF regulariser (Eq. 4) and from its exponential moving average, the teacher, through a pixel
+  consistency loss between their softmax maps (Eq. 3);
+* **student-student** (Eq. 6-7): a second, "primary" model (another seed) also learns from the argmax of a fully
+  trained first, "ancillary" student on each batch: the heterogeneous pseudo-labels.
+
+$\mathcal{L} = \mathcal{L}_{pCE} + \lambda_{pCons}\mathcal{L}_{pCons} + \lambda_{CRF}\mathcal{L}_{CRF} + \lambda_{pseudo}\mathcal{L}_{pseudo}$
+with $\lambda_{CRF} = 1$, $\lambda_{pCons} = 200$ (ramped up over the first 40 of 60 epochs), $\lambda_{pseudo} = 1$, EMA
+decay $\alpha = 0.999$. The notebook shows the clicks and the losses beside the equations, trains the paper's loss
+combinations (Table 3), compares student-student with self-generated pseudo-labels (Fig. 4) and sweeps the chain
+length, the EMA decay and $\lambda_{pCons}$ (Fig. 5).
+""")
+
+code(r'''
+dataset = "synthetic"      # "synthetic" (generated here, no download), "voc", "coco", "cocostuff10k"
+data_root = None           # folder of the data; None: the cached synthetic benchmark
+profile = "quick"          # "smoke" (tests, seconds), "quick" (laptop CPU, minutes), "full" (one GPU), "paper" (the paper's data)
+device = "auto"            # "auto", "cpu", "cuda"
+seed = 0                   # the first seed; the central rows also run seed + 1, seed + 2, ...
+out_dir = None             # results/ and figures/ go here; None: runs/<notebook>-<profile>/ (git-ignored)
+alpha = 0.999              # Eq. (1): EMA decay of the teacher, as in the paper's 52,920-iteration run (converted below)
+lambda_pcons = 200.0       # Eq. (5): weight of the pixel consistency loss (ramped up from 0)
+lambda_crf = 1.0           # Eq. (5): weight of the dense-CRF loss, on top of rloss's own 2e-9
+lambda_pseudo = 1.0        # Eq. (7): weight of the pseudo-label loss of a primary model
+seeds = 0                  # seeds of the central rows; 0: the profile's number (3 at quick)
+workers = 0                # runs trained at once; 0: 2 on a CPU (1 at smoke), 1 on a GPU
+''', tags=["parameters"])
+
+code(r'''
+from wsss.notebook import check_parameters, number
+
+params = check_parameters(globals(), {"alpha": number(0, 0.99999), "lambda_pcons": number(0, 100_000),
+                                      "lambda_crf": number(0, 1000), "lambda_pseudo": number(0, 1000),
+                                      "seeds": number(0, 20, integer=True), "workers": number(0, 16, integer=True)})
+params
+''')
+
+md(r"""
+## Settings of each profile
+
+All profiles live in `wsss/profiles.py`. The paper trains DeepLab-v3+ (output stride 16, ASPP and decoder at 10x
+the learning rate) on ResNet-101 and on MobileNet-v2 from ImageNet weights, 60 epochs at batch 12 on 513 px crops
+(random scale 0.5-2.0, flip, Gaussian blur), SGD with rloss's lr 0.007, poly 0.9, weight decay 5e-4. The miniature
+keeps batch 12, the optimiser, the augmentations and every share of the schedule: a 64 px crop at output stride 8 (an
+8 x 8 map, the paper's 33 x 33 in proportion; ASPP rates scaled to it), a small ResNet (the paper's main column; the
+MobileNet column runs where the profile says so), a tag classifier standing in for ImageNet weights (there are none
+here), `steps` iterations per model instead of 52,920. Two counts in iterations are converted to keep their meaning:
+the EMA horizon $1/(1-\alpha)$ is the same share of the run as 1000 of 52,920 (1.9%), and $\lambda_{pCons}$ rises in 40
+steps over the first two thirds of the run, as it does once per epoch over 40 of 60 epochs.
+
+The paper's "90K steps" disagrees with its 60 epochs at batch 12 (10,582 images: 882 batches an epoch, 52,920
+iterations); we follow the epochs.
+""")
+
+code(r'''
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from wsss import viz
+from wsss.data import collate
+from wsss.data.transforms import TrainTransform
+from wsss.experiments import pretrain_classifier, run_grid, run_variant, step_timing
+from wsss.experiments import seminar as sem_runs
+from wsss.experiments.driver import backbone_state
+from wsss.methods import seminar
+from wsss.methods.seminar import Seminar, alpha_for_run, ema_horizon
+from wsss.notebook import (Stopwatch, default_workers, head_dilation, mean_std, miou_record, open_data, ordering_verdict,
+                           output_dirs, pixels, profile_settings, show_source, write_results)
+from wsss.records import pair_verdict
+from wsss.train import lr_factor, resolve_device, seed_everything, TrainConfig
+
+clock = Stopwatch()
+SETTINGS = profile_settings("seminar", profile, seeds=seeds or None)
+dev = resolve_device(device)
+WORKERS = workers or default_workers(dev.type, profile)
+SEEDS = [seed + k for k in range(SETTINGS["seeds"])]
+image_px, crop, steps, OS = SETTINGS["image_px"], SETTINGS["crop"], SETTINGS["steps"], SETTINGS["output_stride"]
+feature_map = crop // OS
+RATES = tuple(head_dilation(feature_map, r, paper_crop=33) for r in (6, 12, 18))    # the paper's rates on its 33 x 33 map
+SIGMA_XY = pixels(seminar.SIGMA_XY, image_px)                                          # rloss's 100 px of a ~500 px photo
+RUN_ALPHA = alpha_for_run(alpha, steps)
+MODEL = dict(output_stride=OS, channels=SETTINGS["channels"], rates=RATES, steps=steps, alpha=RUN_ALPHA,
+             lambda_crf=lambda_crf, lambda_pcons=lambda_pcons, lambda_pseudo=lambda_pseudo, crf_sigma_xy=SIGMA_XY)
+TRAIN = dict(steps=steps, batch_size=SETTINGS["batch"], optimizer="sgd", lr=SETTINGS["lr"], momentum=0.9,
+             weight_decay=SETTINGS["weight_decay"], schedule="poly", poly_power=0.9, device=str(dev), log_every=10)
+results_dir, figures_dir = output_dirs(out_dir, "seminar", profile)
+seed_everything(seed)
+horizon = ema_horizon(RUN_ALPHA) if RUN_ALPHA > 0 else 1.0
+SCHEDULE = {"steps": steps, "paper_steps": seminar.PAPER_STEPS, "alpha_paper": alpha, "alpha_run": RUN_ALPHA,
+            "ema_horizon_steps": horizon, "ema_horizon_share": horizon / steps,
+            "paper_ema_horizon_share": ema_horizon(alpha) / seminar.PAPER_STEPS,
+            "pcons_ramp_steps": round(steps * seminar.RAMP_EPOCHS / seminar.EPOCHS), "pcons_ramp_share": seminar.RAMP_EPOCHS / seminar.EPOCHS,
+            "pcons_updates": seminar.RAMP_EPOCHS}
+print(f"device: {dev}, runs at once: {WORKERS}, seeds {SEEDS}; {steps} iterations per model at batch {SETTINGS['batch']}, "
+      f"{SETTINGS['backbone']} at output stride {OS} on {crop} px crops ({feature_map} x {feature_map} map, ASPP rates {RATES})")
+print(f"EMA: the paper's alpha {alpha} averages over {ema_horizon(alpha):.0f} of {seminar.PAPER_STEPS} iterations "
+      f"({100 * SCHEDULE['paper_ema_horizon_share']:.2f}%); here alpha = {RUN_ALPHA:.4f}, a horizon of {horizon:.1f} of {steps} "
+      f"iterations ({100 * SCHEDULE['ema_horizon_share']:.2f}%); the running average of Eq. (1) lasts as long")
+print(f"lambda_pCons: 0 -> {lambda_pcons} in {seminar.RAMP_EPOCHS} steps over the first {SCHEDULE['pcons_ramp_steps']} iterations "
+      f"(40 of 60 'epochs' of {steps / seminar.EPOCHS:.1f} iterations); CRF: sigma_xy {SIGMA_XY} px at full resolution "
+      f"({SIGMA_XY * seminar.CRF_SCALE:.1f} at half), sigma_rgb {seminar.SIGMA_RGB}, weight "
+      f"{seminar.crf_weight(round(crop * seminar.CRF_SCALE) ** 2, SIGMA_XY * seminar.CRF_SCALE, lambda_crf=lambda_crf):.3g} "
+      f"(rloss's 2e-9 x 12 x {(seminar.PAPER_CRF_PIXELS * seminar.PAPER_CRF_SIGMA ** 2) / (round(crop * seminar.CRF_SCALE) ** 2 * (SIGMA_XY * seminar.CRF_SCALE) ** 2):.0f}, "
+      f"see crf_weight below); lr {SETTINGS['lr']:.3g}, weight decay {SETTINGS['weight_decay']:.3g}")
+''')
+
+code(r'''
+root, train_raw, val_set = open_data(dataset, data_root, profile, seed, with_clicks=True)
+train_set = copy.copy(train_raw)
+train_set.transform = TrainTransform(crop, scale=(0.5, 2.0), blur=0.5)    # rloss's DeepLab-v3+ augmentation
+tag_set = copy.copy(train_raw)
+tag_set.transform = TrainTransform(crop, scale=(0.5, 2.0))
+names, C = train_raw.class_names, train_raw.num_classes
+eval_batch = 16 if dataset == "synthetic" else 1
+SCHEDULE["epochs_of_data"] = steps * SETTINGS["batch"] / len(train_raw)
+print(f"data: {root}; {len(train_raw)} train and {len(val_set)} val images; classes: {names}; one model's run sees "
+      f"{SCHEDULE['epochs_of_data']:.1f} epochs of the train images")
+''')
+
+md(r"""
+## 1. The click labels
+
+Each object gets one click (a random pixel of the object) and each image two background clicks, from the dataset's
+`clicks.json` (real VOC: the same sampler on the masks, as the paper's manual clicks are not public). The paper's
+background clicks are synthetic too (from scribbles).
+""")
+code(r'''
+shown = [train_raw[i] for i in range(6)]
+fig = viz.image_grid([[viz.draw_clicks(s["image"], s["clicks"], radius=1) for s in shown],
+                      [viz.colorize(s["mask"]) for s in shown]], ["image + clicks", "ground truth"], class_names=names)
+fig.savefig(figures_dir / "seminar_clicks.png", dpi=100, bbox_inches="tight")
+counts = [len(train_raw[i]["clicks"]) for i in range(min(len(train_raw), 200))]
+h, w = train_raw[0]["mask"].shape
+CLICKS = {"clicks_per_image": float(np.mean(counts)), "labelled_share": float(np.mean(counts)) / (h * w)}
+print(f"{CLICKS['clicks_per_image']:.1f} clicks per image on average: {100 * CLICKS['labelled_share']:.2f}% of the pixels labelled")
+''')
+
+md(r"""
+## 2. The losses beside the equations
+
+**Partial cross-entropy (Eq. 2)** over the clicked pixels only; **pixel consistency (Eq. 3)**. Eq. (3) (and Eq. 8)
+prints a minus sign in front of the MSE, a typo: minimised as printed it would push the student away from its
+teacher. Eq. (3) sums the squared difference over the classes and averages over the pixels; mean-teacher code averages
+over both, 1/C of it, which would change what $\lambda_{pCons} = 200$ means: we follow Eq. (3).
+""")
+code(r'''
+show_source(seminar.partial_ce, seminar.pixel_consistency)
+''')
+md(r"""
+**The dense-CRF loss (Eq. 4)** is rloss's energy, computed by the shared `wsss.refine.dense_crf_loss` (one lattice per
+batch). Its weight is where rloss's reductions matter: `crf_weight` derives it (and a test checks the derivation
+against rloss's reductions on a tiny case), and scales it so that the term weighs against the cross-entropy at our
+small images as at rloss's (another test).
+""")
+code(r'''
+show_source(seminar.crf_loss, seminar.crf_weight)
+''')
+md(r"""
+**The EMA teacher (Eq. 1)**, updated after each optimiser step (the trainer's after-step hook; the teacher is never in
+the optimiser), and the ramp of $\lambda_{pCons}$; **the pseudo-label loss (Eq. 6)** of a primary model.
+""")
+code(r'''
+show_source(seminar.ema_update, seminar.alpha_for_run, seminar.pcons_weight, seminar.pseudo_ce, Seminar.forward)
+''')
+
+md(r"""
+## 3. The stand-in classifier and the trainings
+
+A classifier trained on the image tags stands in for ImageNet weights (as in the other notebooks; the tags are not
+used by Seminar itself). Every model starts from its backbone. Table 3's rows 1-4 are single models; row 5 is a
+primary model (seed + 100) whose ancillary is the row-4 model of the same seed. Fig. 4's runs start where the seed-0
+ancillary ended; Fig. 5(a) chains one more module onto the seed-0 primary; Fig. 5(b, c) retrain the row-4 model with
+other decays and weights (one seed each).
+""")
+code(r'''
+workdir = Path(tempfile.mkdtemp(prefix="seminar-"))
+t0 = time.perf_counter()
+BACKBONES = {"ResNet": SETTINGS["backbone"]}
+if SETTINGS["mobilenet_runs"]:
+    BACKBONES["MobileNet"] = SETTINGS["mobilenet"]
+INIT, tag_loss = {}, {}
+for col, bb in BACKBONES.items():
+    _, hist = pretrain_classifier(tag_set, backbone=bb, steps=SETTINGS["cls_steps"], batch_size=SETTINGS["cls_batch"],
+                                  output_stride=OS, seed=seed, device=str(dev), save_to=str(workdir / f"tags-{col}.pt"))
+    INIT[col] = backbone_state(workdir / f"tags-{col}.pt", workdir / f"backbone-{col}.pt")
+    tag_loss[col] = (hist[0]["loss"], hist[-1]["loss"])
+pretrain_seconds = time.perf_counter() - t0
+print(f"tag classifiers ({SETTINGS['cls_steps']} iterations each): " +
+      ", ".join(f"{col} loss {a:.3f} -> {b:.3f}" for col, (a, b) in tag_loss.items()) + f"; {pretrain_seconds:.0f} s")
+
+curve = sem_runs.ValCurve(val_set, batch_size=eval_batch)
+EVAL_EVERY = max(1, steps // SETTINGS["eval_points"])
+ROWS = {"pCE": dict(crf=False, pcons=False), "pCE + CRF": dict(pcons=False), "pCE + pCons": dict(crf=False),
+        "pCE + CRF + pCons": {}, "full supervision": dict(crf=False, pcons=False, full_supervision=True)}
+
+
+def run(col="ResNet", run_seed=seed, save=None, curve_on=False, train=None, init=None, **switches):
+    cfg = dict(method=Seminar, model={**MODEL, "backbone": BACKBONES[col], "backbone_init": INIT[col] if init is None else None,
+                                      **switches},
+               train_set=train_set, val_set=val_set, predictor=sem_runs.predictor,
+               outputs=["student", "teacher"] if switches.get("pcons", True) else ["student"], seed=run_seed,
+               save_to=save, eval_batch=eval_batch, train_cfg={**TRAIN, **(train or {})})
+    if curve_on:
+        cfg.update(curve=curve, evaluate_every=EVAL_EVERY)
+    if init is not None:
+        cfg.update(init=init, init_into="", init_partial=True)
+    return cfg
+
+
+def anc_file(col, s):
+    return str(workdir / f"ancillary-{col}-{s}.pt")
+
+
+wave1 = {}
+for s in SEEDS:
+    wave1[f"pCE seed={s}"] = run(run_seed=s, **ROWS["pCE"])
+    wave1[f"pCE + CRF + pCons seed={s}"] = run(run_seed=s, save=anc_file("ResNet", s), curve_on=s == seed)
+wave1["pCE + CRF"] = run(**ROWS["pCE + CRF"])
+wave1["pCE + pCons"] = run(**ROWS["pCE + pCons"])
+wave1["full supervision"] = run(**ROWS["full supervision"])
+for a in SETTINGS["fig5b_alpha"]:
+    if a != alpha:
+        wave1[f"alpha={a}"] = run(alpha=alpha_for_run(a, steps))
+for lam in SETTINGS["fig5c_lambda"]:
+    if lam != lambda_pcons:
+        wave1[f"lambda_pCons={lam:g}"] = run(lambda_pcons=lam)
+if "MobileNet" in BACKBONES:
+    for row in ("pCE", "pCE + CRF", "pCE + pCons", "pCE + CRF + pCons"):
+        wave1[f"MobileNet {row}"] = run("MobileNet", save=anc_file("MobileNet", seed) if row == "pCE + CRF + pCons" else None,
+                                        **ROWS[row])
+grid_seconds = {}
+t0 = time.perf_counter()
+results = run_grid(run_variant, wave1, workers=WORKERS, desc="wave 1: single models")
+grid_seconds["wave 1"] = time.perf_counter() - t0
+print(f"wave 1: {len(wave1)} runs of {steps} iterations in {grid_seconds['wave 1']:.0f} s ({WORKERS} at once, one thread each)")
+''')
+
+code(r'''
+def primary_file(s, k=1):
+    return str(workdir / f"primary-{k}-{s}.pt")
+
+
+UNCHANGED_LR = SETTINGS["lr"] * lr_factor(steps - 1, TrainConfig(**{k: v for k, v in TRAIN.items() if k != "device"}))
+wave2 = {f"all four seed={s}": run(run_seed=s + 100, ancillary=anc_file("ResNet", s), save=primary_file(s), curve_on=s == seed)
+         for s in SEEDS}
+# Fig. 3: the primary model at the paper's "tenth epoch" of 60 (1/6 of its run)
+wave2["primary at 1/6"] = run(run_seed=seed + 100, ancillary=anc_file("ResNet", seed), save=str(workdir / "primary-sixth.pt"),
+                              train=dict(stop_at=max(1, steps // 6), checkpoint_dir=str(workdir / "sixth")))
+if "MobileNet" in BACKBONES:
+    wave2["MobileNet all four"] = run("MobileNet", run_seed=seed + 100, ancillary=anc_file("MobileNet", seed))
+t0 = time.perf_counter()
+results.update(run_grid(run_variant, wave2, workers=WORKERS, desc="wave 2: primary models"))
+grid_seconds["wave 2"] = time.perf_counter() - t0
+
+# Fig. 4: self-generation, the ancillary continued with pseudo-labels from itself, LR reset or unchanged; Fig. 5(a): the chain
+wave3 = {"self-generation, LR reset": run(init=anc_file("ResNet", seed), ancillary=anc_file("ResNet", seed), curve_on=True),
+         "self-generation, LR unchanged": run(init=anc_file("ResNet", seed), ancillary=anc_file("ResNet", seed), curve_on=True,
+                                              train=dict(schedule="constant", lr=UNCHANGED_LR))}
+for k in range(2, SETTINGS["chain"] + 1):
+    wave3[f"chain {k}"] = run(run_seed=seed + 100 * (k + 1), ancillary=primary_file(seed, k - 1), save=primary_file(seed, k))
+t0 = time.perf_counter()
+first = {k: v for k, v in wave3.items() if k not in [f"chain {j}" for j in range(3, SETTINGS["chain"] + 1)]}
+results.update(run_grid(run_variant, first, workers=WORKERS, desc="wave 3: Fig. 4 and the chain"))
+for k in range(3, SETTINGS["chain"] + 1):           # each further module learns from the one before: in order
+    results.update(run_grid(run_variant, {f"chain {k}": wave3[f"chain {k}"]}, workers=1, desc=f"chain {k}"))
+grid_seconds["wave 3"] = time.perf_counter() - t0
+miou = {name: {k: 100 * v for k, v in r["miou"].items()} for name, r in results.items() if r["miou"]}
+print(f"wave 2: {len(wave2)} runs in {grid_seconds['wave 2']:.0f} s; wave 3: {len(wave3)} runs in {grid_seconds['wave 3']:.0f} s; "
+      f"'unchanged' keeps the ancillary's last learning rate, {UNCHANGED_LR:.2g}")
+''')
+
+code(r'''
+fig, axes = plt.subplots(1, 3, figsize=(13, 3))
+for name in (f"pCE seed={seed}", f"pCE + CRF + pCons seed={seed}", f"all four seed={seed}"):
+    h = results[name]["history"]
+    axes[0].plot([x["step"] for x in h], [x["pce"] for x in h], label=name)
+    axes[1].plot([x["step"] for x in h], [x.get("pcons", np.nan) * x.get("lambda_pcons", np.nan) for x in h], label=name)
+    axes[2].plot([x["step"] for x in h], [x.get("pseudo", np.nan) for x in h], label=name)
+for ax, title in zip(axes, ("partial CE (Eq. 2)", "lambda_pCons x L_pCons (Eq. 3, ramped)", "L_pseudo (Eq. 6)")):
+    ax.set_title(title); ax.set_xlabel("iteration")
+axes[0].legend(fontsize=7)
+fig.tight_layout()
+fig.savefig(figures_dir / "seminar_training.png", dpi=100, bbox_inches="tight")
+''')
+
+md(r"""
+## 4. The mechanism (the paper's Fig. 3)
+
+The paper shows, at the tenth of the primary model's 60 epochs, the ancillary student (fully trained), the primary
+student and the primary teacher, then the final prediction (the primary student after its run). Here: the seed-0
+models, the primary at 1/6 of its run.
+""")
+code(r'''
+def load(file, **switches):
+    m = Seminar(num_classes=C, **{**MODEL, "backbone": BACKBONES["ResNet"], **switches})
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    m.load_state_dict({k: v for k, v in state.items() if not k.startswith("ancillary.")}, strict=False)
+    return m.to(dev).eval()
+
+
+anc = load(anc_file("ResNet", seed))
+sixth = load(workdir / "primary-sixth.pt")
+final = load(primary_file(seed))
+batch = collate([val_set[i] for i in range(5)])
+images = batch["image"].to(dev)
+panels = {"ancillary student": anc.predict(images), "primary student (1/6)": sixth.predict(images),
+          "primary teacher (1/6)": sixth.predict(images, teacher=True), "final prediction": final.predict(images)}
+rows = [[viz.to_hwc(batch["image"][i]) for i in range(5)], [viz.colorize(batch["mask"][i]) for i in range(5)]]
+rows += [[viz.colorize(p.argmax(1)[i].cpu()) for i in range(5)] for p in panels.values()]
+fig = viz.image_grid(rows, ["image", "ground truth", *panels], class_names=names)
+fig.savefig(figures_dir / "seminar_mechanism.png", dpi=100, bbox_inches="tight")
+''')
+
+md(r"""
+## 5. Table 3: the loss combinations
+
+Val mIoU (%) of the student (single scale, no CRF; the paper evaluates students), beside the paper's. The central
+comparison, pCE against all four losses, runs over the seeds (so does row 4, the ancillaries of row 5); the other rows
+one seed. The teacher's score is shown beside the student's (the paper: "similar").
+""")
+code(r'''
+fmt = lambda v: f"{mean_std(v)[0]:.1f} +- {mean_std(v)[1]:.1f}" if isinstance(v, list) and len(v) > 1 else f"{(v[0] if isinstance(v, list) else v):.1f}"  # noqa: E731
+PAPER_T3 = {"pCE": (50.85, 54.70), "pCE + CRF": (48.75, 55.63), "pCE + pCons": (56.14, 61.47),
+            "pCE + CRF + pCons": (62.03, 70.29), "all four": (64.44, 72.51), "full supervision": (71.92, 78.59)}
+
+
+def seeds_of(row, out="student"):
+    return [miou[f"{row} seed={s}"][out] for s in SEEDS]
+
+
+t3_values = {"pCE": seeds_of("pCE"), "pCE + CRF": [miou["pCE + CRF"]["student"]], "pCE + pCons": [miou["pCE + pCons"]["student"]],
+             "pCE + CRF + pCons": seeds_of("pCE + CRF + pCons"), "all four": seeds_of("all four"),
+             "full supervision": [miou["full supervision"]["student"]]}
+teacher = {"pCE + pCons": [miou["pCE + pCons"]["teacher"]], "pCE + CRF + pCons": seeds_of("pCE + CRF + pCons", "teacher"),
+           "all four": seeds_of("all four", "teacher")}
+mobile = {row: miou.get(f"MobileNet {row}", {}).get("student") for row in PAPER_T3}
+t3 = pd.DataFrame({row: {f"ours, {BACKBONES['ResNet']}": fmt(v), "teacher": fmt(teacher[row]) if row in teacher else "",
+                         "paper ResNet-101": PAPER_T3[row][1],
+                         "ours, MobileNet": "" if mobile[row] is None else f"{mobile[row]:.1f}",
+                         "paper MobileNet": PAPER_T3[row][0]} for row, v in t3_values.items()}).T
+display(t3)
+display(pd.DataFrame({row: dict(zip(SEEDS, seeds_of(row))) for row in ("pCE", "pCE + CRF + pCons", "all four")}).T
+        .round(1).rename(columns=lambda s: f"seed {s}"))
+print(f"Table 3, all four above pCE ({len(SEEDS)} seeds): {pair_verdict(t3_values['all four'], t3_values['pCE'])} "
+      f"({mean_std(t3_values['all four'])[0]:.1f} vs {mean_std(t3_values['pCE'])[0]:.1f}; paper 72.51 vs 54.70)")
+print(f"row 5 above row 4 (student-student, {len(SEEDS)} seeds): {pair_verdict(t3_values['all four'], t3_values['pCE + CRF + pCons'])}")
+print(ordering_verdict({r: v for r, v in t3_values.items() if r != "full supervision"},
+                       {r: p[1] for r, p in PAPER_T3.items() if r != "full supervision"},
+                       what="Table 3 (ResNet column; pCE, row 4 and all four over the seeds, the others one seed)"))
+if not SETTINGS["mobilenet_runs"]:
+    print(f"MobileNet column: not trained at profile {profile!r} (it runs at full and paper)")
+''')
+
+md(r"""
+## 6. Fig. 4: student-student against self-generation
+
+One shared ancillary (the seed-0 row-4 model) for the first run; then either a new primary model learns from its
+pseudo-labels (student-student, trained from the stand-in like any model), or the ancillary itself goes on with
+pseudo-labels it generated from its own final weights (self-generation), with the learning rate reset to 0.007 or left
+at its last value. Each continuation trains like a primary model (the same losses, ramp and EMA restarted). Curves: the
+evaluation callback's val mIoU of the student.
+""")
+code(r'''
+def val_curve(name, offset=0):
+    h = [x for x in results[name]["history"] if "val_miou" in x]
+    return [offset + x["step"] for x in h], [100 * x["val_miou"] for x in h]
+
+
+fig, ax = plt.subplots(figsize=(7, 3.6))
+xs, ys = val_curve(f"pCE + CRF + pCons seed={seed}")
+ax.plot(xs, ys, color="k", label="ancillary (row 4)")
+for name, label in ((f"all four seed={seed}", "student-student (primary)"), ("self-generation, LR reset", "self-generation, reset"),
+                    ("self-generation, LR unchanged", "self-generation, unchanged")):
+    cx, cy = val_curve(name, offset=steps)
+    ax.plot(cx, cy, label=label)
+ax.axvline(steps, color="gray", ls=":", lw=0.8)
+ax.set_xlabel("iteration (the second run starts at the dotted line)"); ax.set_ylabel("val mIoU (%)"); ax.legend(fontsize=8)
+ax.set_title("Fig. 4: pseudo-labels from another student or from oneself")
+fig.tight_layout()
+fig.savefig(figures_dir / "seminar_fig4.png", dpi=100, bbox_inches="tight")
+before = val_curve(f"pCE + CRF + pCons seed={seed}")[1][-1]
+FIG4 = {name: {"steps": val_curve(name)[0], "miou": [y / 100 for y in val_curve(name)[1]]}
+        for name in (f"pCE + CRF + pCons seed={seed}", f"all four seed={seed}", "self-generation, LR reset", "self-generation, LR unchanged")}
+end = {name: v["miou"][-1] * 100 for name, v in FIG4.items()}
+reset, unchanged, ss = end["self-generation, LR reset"], end["self-generation, LR unchanged"], end[f"all four seed={seed}"]
+print(f"before the pseudo-labels (the ancillary's end): {before:.1f}; after: student-student {ss:.1f}, self-generation reset "
+      f"{reset:.1f}, unchanged {unchanged:.1f}")
+print(f"student-student above self-generation (reset): {'held' if ss > reset else 'did not hold'} ({ss - reset:+.1f}; one run each)")
+print(f"reset ends below its pre-pseudo-label score: {'held' if reset < before else 'did not hold'} ({reset - before:+.1f})")
+print(f"unchanged stays flat (within 1 point of where it started): {'held' if abs(unchanged - before) <= 1 else 'did not hold'} "
+      f"({unchanged - before:+.1f})")
+''')
+
+md(r"""
+## 7. Fig. 5: chain length, EMA decay, pCons weight (one seed each)
+
+(a) Modules in the student-student chain: 0 is the row-4 model (seed 0), 1 its primary, 2 a primary taught by that
+primary, ... The paper's text gives ResNet-101 70.29 -> 72.51 and MobileNet 60.59 -> 62.59 for the first module, while
+its Table 3 gives MobileNet 62.03 -> 64.44: the two disagree; both are shown. (b) The EMA decay: the paper's values,
+each converted to the same share of our run (its horizon printed). (c) $\lambda_{pCons}$: three values of the same
+order of magnitude, the paper's 200 among them. (b) and (c) retrain the row-4 model (a single teacher-student model,
+where alpha and lambda_pCons act).
+""")
+code(r'''
+chain = [miou[f"pCE + CRF + pCons seed={seed}"]["student"], miou[f"all four seed={seed}"]["student"]]
+chain += [miou[f"chain {k}"]["student"] for k in range(2, SETTINGS["chain"] + 1)]
+fig5a = pd.DataFrame({"ours": chain, "paper ResNet-101 (text)": [70.29, 72.51] + [None] * (len(chain) - 2),
+                      "paper MobileNet (text)": [60.59, 62.59] + [None] * (len(chain) - 2),
+                      "paper MobileNet (Table 3)": [62.03, 64.44] + [None] * (len(chain) - 2)}, index=range(len(chain)))
+fig5a.index.name = "student-student modules"
+display(fig5a)
+print(f"Fig. 5(a), the first module helps: {'held' if chain[1] > chain[0] else 'did not hold'} ({chain[1] - chain[0]:+.1f}); "
+      f"more modules add little (|change| < 1 point): " + ", ".join(f"{k}: {chain[k] - chain[k - 1]:+.1f}" for k in range(2, len(chain))))
+
+row4 = miou[f"pCE + CRF + pCons seed={seed}"]["student"]
+fig5b = [{"alpha (paper)": a, "alpha (this run)": alpha_for_run(a, steps),
+          "horizon (iterations)": ema_horizon(alpha_for_run(a, steps)) if alpha_for_run(a, steps) > 0 else 1.0,
+          "horizon share": (ema_horizon(a) / seminar.PAPER_STEPS),
+          "ours": row4 if a == alpha else miou[f"alpha={a}"]["student"]} for a in sorted(set(SETTINGS["fig5b_alpha"]) | {alpha})]
+display(pd.DataFrame(fig5b).set_index("alpha (paper)").round(4))
+b = {r["alpha (paper)"]: r["ours"] for r in fig5b}
+if 0.99 in b and 0.999 in b:
+    print(f"Fig. 5(b), 0.999 above 0.99: {'held' if b[0.999] > b[0.99] else 'did not hold'} ({b[0.999] - b[0.99]:+.1f}, one run each)")
+fig5c = [{"lambda_pCons": lam, "ours": row4 if lam == lambda_pcons else miou[f"lambda_pCons={lam:g}"]["student"]}
+         for lam in sorted(set(SETTINGS["fig5c_lambda"]) | {lambda_pcons})]
+display(pd.DataFrame(fig5c).set_index("lambda_pCons").round(1))
+best = max(fig5c, key=lambda r: r["ours"])["lambda_pCons"]
+print(f"Fig. 5(c), 200 the best: {'held' if best == 200 else 'did not hold'} (best here: {best:g}; one run each)")
+fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+axes[0].plot(range(len(chain)), chain, "o-"); axes[0].set_xlabel("student-student modules")
+axes[1].plot([r["horizon share"] * 100 for r in fig5b], [r["ours"] for r in fig5b], "o-"); axes[1].set_xscale("log")
+axes[1].set_xlabel("EMA horizon, % of the run (paper alpha 0.99 / 0.999 / 0.9999)")
+axes[2].plot([r["lambda_pCons"] for r in fig5c], [r["ours"] for r in fig5c], "o-"); axes[2].set_xscale("log")
+axes[2].set_xlabel("lambda_pCons")
+for ax, t in zip(axes, "abc"):
+    ax.set_ylabel("val mIoU (%)"); ax.set_title(f"Fig. 5({t})")
+fig.tight_layout()
+fig.savefig(figures_dir / "seminar_fig5.png", dpi=100, bbox_inches="tight")
+''')
+
+md(r"""## 8. Summary and results""")
+md(r"""
+**What this run shows** (written after the run; every number is in an output above): to be filled by the publishing
+run.
+""")
+code(r'''
+wall = clock()
+rec = lambda v, paper, **f: miou_record([x / 100 for x in v] if isinstance(v, list) else v / 100, paper, **f)  # noqa: E731
+summary = {
+    "table3": [rec(v, PAPER_T3[row][1], row=row, column="ResNet", backbone=BACKBONES["ResNet"]) for row, v in t3_values.items()]
+              + [rec(mobile[row], PAPER_T3[row][0], row=row, column="MobileNet", backbone=BACKBONES["MobileNet"])
+                 for row in PAPER_T3 if mobile[row] is not None],
+    "table3_seeds": {"seeds": SEEDS, **{row: [x / 100 for x in seeds_of(row)] for row in ("pCE", "pCE + CRF + pCons", "all four")}},
+    "table3_teacher": {row: [x / 100 for x in v] for row, v in teacher.items()},
+    "fig4": {"curves": FIG4, "before_pseudo": before / 100, "unchanged_lr": UNCHANGED_LR},
+    "fig5a": [{"modules": k, "miou": v / 100} for k, v in enumerate(chain)],
+    "fig5b": [{**r, "miou": r["ours"] / 100} for r in fig5b],
+    "fig5c": [{**r, "miou": r["ours"] / 100} for r in fig5c],
+    "clicks": CLICKS, "schedule": SCHEDULE, "all_runs": {name: r["miou"] for name, r in results.items()},
+    "run_seconds": {name: {"train": r["train_seconds"], "eval": r["eval_seconds"]} for name, r in results.items()},
+    "grid_seconds": grid_seconds, "pretrain_seconds": pretrain_seconds,
+    "dataset": dataset, "settings": SETTINGS, "parameters": {k: str(v) for k, v in params.items()},
+}
+print(f"all four: {fmt(t3_values['all four'])}; pCE: {fmt(t3_values['pCE'])} val mIoU over seeds {SEEDS}")
+print(f"wall time of the notebook up to here: {wall:.0f} s ({wall / 60:.1f} min); the appendix below adds about half a minute")
+summary["wall_seconds"] = wall
+''')
+
+md(r"""
+## Appendix: where a Seminar step spends its time
+
+`wsss.experiments.step_timing` times a primary model's step (student forward and backward, teacher and ancillary
+forwards, the dense-CRF loss, the EMA update) with and without the work that is not a network pass (the CRF loss and
+the EMA update; the pseudo-labels reused), on one batch, one thread on the CPU, nothing else running. The pieces are
+timed one by one below it.
+""")
+code(r'''
+threads = torch.get_num_threads()
+if dev.type == "cpu":
+    torch.set_num_threads(1)                       # as each training worker
+batch = collate([train_set[i] for i in range(SETTINGS["batch"])])
+batch = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
+torch.manual_seed(0)
+m = Seminar(num_classes=C, **{**MODEL, "backbone": BACKBONES["ResNet"]}, ancillary=anc_file("ResNet", seed)).to(dev)
+timing = step_timing(m, batch, step=steps // 2)
+pieces = sem_runs.label_work_breakdown(m, batch)
+torch.set_num_threads(threads)
+display(pd.Series(pieces, name="ms").round(2).to_frame())
+n_threads = 1 if dev.type == "cpu" else "n/a"
+print(f"primary model: {timing['full_ms']:.0f} ms a step, {timing['network_ms']:.0f} ms of network passes; the work beyond them "
+      f"{timing['other_ms']:.0f} ms ({100 * timing['other_fraction']:.0f}%; target <= 50% on a CPU, <= 25% on a GPU); "
+      f"{dev.type}, threads: {n_threads}")
+summary["step_timing"] = {**timing, "pieces_ms": pieces, "device": dev.type, "threads": n_threads}
+path = write_results(results_dir, "seminar", profile, summary)
+print(f"results: {path}")
+''')
+
+cells.write("seminar")
