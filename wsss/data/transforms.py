@@ -42,8 +42,8 @@ class TrainTransform:
 
     The WSSS codebases use scale 0.7-1.3 (RRM/ASDT) or 0.5-2.0 (DeepLab) and crops of 321 or 512; the
     crop here is square, ``crop_size`` pixels. ``blur``: the probability of a Gaussian blur of the image
-    with a radius drawn from U(0, 1) px (DeepLab-v3+ code as rloss and Seminar use it: p 0.5). The random numbers come from Python's ``random`` module,
-    which the trainer seeds, so a run is repeatable.
+    with a radius drawn from U(0, 1) px (DeepLab-v3+ code as rloss and Seminar use it: p 0.5). The random
+    numbers come from Python's ``random`` module, which the trainer seeds, so a run is repeatable.
     """
 
     def __init__(self, crop_size: int, scale: tuple[float, float] = (0.7, 1.3), flip: bool = True, blur: float = 0.0):
@@ -93,8 +93,6 @@ class TrainTransform:
             x = self.crop_size - 1 - x
         keep = (y >= 0) & (y < self.crop_size) & (x >= 0) & (x < self.crop_size)
         return torch.stack([y, x, clicks[:, 2]], dim=1)[keep]
-
-
 
 
 def gaussian_blur(image: torch.Tensor, radius: float) -> torch.Tensor:

@@ -54,8 +54,9 @@ def run_variant(*, method: Callable[..., torch.nn.Module], model: dict, train_se
     first part to continue from (copied; the file is left as it is); save_to: where to keep the
     trained weights. curve: an evaluation callback of :func:`wsss.train.train` (``curve(model) -> {name: number}``,
     importable for spawned workers), run every ``evaluate_every`` steps and after the last one; its numbers are in
-    the history as "val_<name>" (e.g. Seminar's Fig. 4 curves). Returns {"miou": {output: fraction}, "per_class": {output: [IoU per class]},
-    "history": [...], "train_seconds": s, "eval_seconds": s}.
+    the history as "val_<name>" (e.g. Seminar's Fig. 4 curves).
+    Returns {"miou": {output: fraction}, "per_class": {output: [IoU per class]}, "history": [...],
+    "train_seconds": s, "eval_seconds": s}.
     """
     outputs = list(outputs)
     seed_everything(seed)
