@@ -415,3 +415,32 @@ def test_one_energy_kernel_for_several_heads_equals_separate_losses(normalize, s
         energy(torch.full((1, 5, 20, 24), 0.2))
     with pytest.raises(ValueError, match="apply softmax first"):
         energy(heads[0].detach())
+
+
+@pytest.mark.parametrize("backend", ["torch", "pydensecrf"])
+def test_background_runs_over_the_tagged_classes_only(backend):
+    """With tags, each image's two background CRFs run over [bg; its tagged classes] (the PSA/RRM code's
+    cam_dict): the numbers of a CRF on those channels alone, Q = 0 on the other classes, all background
+    for an image without a tag; shapes that do not fit are one error naming the tags."""
+    from wsss.cam import background_crf_runs, cam_to_probs
+
+    g = torch.Generator().manual_seed(5)
+    images = torch.randint(0, 256, (3, 20, 24, 3), dtype=torch.uint8, generator=g)
+    tags = torch.tensor([[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    cams = torch.rand(3, 4, 20, 24, generator=g) * tags[:, :, None, None]
+    kw = dict(n_iter=5, gaussian=(3, 3), bilateral=(6, 13, 10), backend=backend)
+    q_low, q_high = background_crf_runs(images, cams, k_low=4, k_high=32, tags=tags, **kw)
+    assert q_low.shape == q_high.shape == (3, 5, 20, 24)
+    own = cams[:1, [0, 2]]
+    assert torch.allclose(q_low[0, [0, 1, 3]], dense_crf_batch(images[:1], cam_to_probs(own, power=4), **kw)[0],
+                          atol=1e-5)
+    assert torch.allclose(q_high[0, [0, 1, 3]], dense_crf_batch(images[:1], cam_to_probs(own, power=32), **kw)[0],
+                          atol=1e-5)
+    assert q_low[0, [2, 4]].abs().max() == 0 and q_high[1, [1, 3, 4]].abs().max() == 0
+    assert torch.equal(q_low[2, 0], torch.ones(20, 24)) and q_low[2, 1:].abs().max() == 0
+    # on these CAMs the labels agree with the CRF over all labels (untagged classes at the 1e-5 floor)
+    everything = background_crf_runs(images, cams, k_low=4, k_high=32, **kw)
+    for restricted, full in zip((q_low, q_high), everything):
+        assert torch.equal(restricted[:2].argmax(1), full[:2].argmax(1))
+    with pytest.raises(ValueError, match="tags of shape"):
+        background_crf_runs(images, cams, tags=tags[:, :3], **kw)

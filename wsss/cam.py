@@ -96,21 +96,41 @@ def cam_to_probs(cam: torch.Tensor, **background) -> torch.Tensor:
 def background_crf_runs(images: torch.Tensor, cams: torch.Tensor, *, k_low: float = K_LOW, k_high: float = K_HIGH,
                         n_iter: int = 10, gaussian: tuple[float, float] = (3, 3),
                         bilateral: tuple[float, float, float] = (80, 13, 10),
-                        backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+                        backend: str = "auto", tags: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The two dense-CRF runs of PSA and RRM: (Q_low, Q_high), each (B, K+1, H, W) on cams' device.
 
-    images: uint8 (B, 3, H, W) or (B, H, W, 3); cams: (B, K, H, W) in [0, 1], zero for untagged classes
-    (they keep the ~1e-5 floor of :func:`cam_to_probs` and stay negligible in the CRF). Run "low" has the
-    strong background (1 - max CAM)^k_low, run "high" the weak one (1 - max CAM)^k_high. ``bilateral``
-    sxy is in pixels: scale it down for small images.
+    images: uint8 (B, 3, H, W) or (B, H, W, 3); cams: (B, K, H, W) in [0, 1], zero for untagged classes.
+    Run "low" has the strong background (1 - max CAM)^k_low, run "high" the weak one (1 - max CAM)^k_high.
+    ``bilateral`` sxy is in pixels: scale it down for small images.
+
+    ``tags`` (B, K), the image-level labels: each image's CRFs then run over [background; its tagged
+    classes] only, as the public PSA and RRM code (``_crf_with_alpha`` builds the CRF of the classes in
+    its ``cam_dict``); the other classes get Q = 0. An image without a tag is all background. Without
+    ``tags`` every CRF runs over all K+1 labels, the untagged classes keeping the ~1e-5 floor of
+    :func:`cam_to_probs` (negligible in the CRF, but each label costs filtering time).
     """
     images = channels_last(images)
     images = images.cpu() if backend == "pydensecrf" else images
     cams = cams.float()
-    # one set of kernels for both runs: same images, same CRF, two unaries
-    q_low, q_high = dense_crf_runs(images, [cam_to_probs(cams, power=k_low), cam_to_probs(cams, power=k_high)],
-                                   n_iter=n_iter, gaussian=gaussian, bilateral=bilateral, backend=backend)
-    return q_low.to(cams.device), q_high.to(cams.device)
+    crf = dict(n_iter=n_iter, gaussian=gaussian, bilateral=bilateral, backend=backend)
+    if tags is None:
+        # one set of kernels for both runs: same images, same CRF, two unaries
+        q_low, q_high = dense_crf_runs(images, [cam_to_probs(cams, power=k_low), cam_to_probs(cams, power=k_high)],
+                                       **crf)
+        return q_low.to(cams.device), q_high.to(cams.device)
+    if tags.shape != cams.shape[:2]:
+        raise ValueError(f"tags of shape {tuple(tags.shape)} do not fit the CAMs {tuple(cams.shape[:2])} (B, K)")
+    q_low, q_high = cams.new_zeros(2, cams.shape[0], cams.shape[1] + 1, *cams.shape[2:])
+    for b, present in enumerate(tags.bool().cpu()):
+        classes = present.nonzero().flatten().tolist()
+        if not classes:
+            q_low[b, 0] = q_high[b, 0] = 1.0
+            continue
+        own = cams[b:b + 1, classes]
+        q = dense_crf_runs(images[b:b + 1], [cam_to_probs(own, power=k_low), cam_to_probs(own, power=k_high)], **crf)
+        rows = [0] + [c + 1 for c in classes]
+        q_low[b, rows], q_high[b, rows] = q[0][0].to(cams.device), q[1][0].to(cams.device)
+    return q_low, q_high
 
 
 def combine_labels(q_low: torch.Tensor, q_high: torch.Tensor, unreliable: torch.Tensor | None = None) -> torch.Tensor:

@@ -33,7 +33,9 @@ _SETTINGS = {
     },
     # ASDT: crop / image as the paper's 321 px crops of 500x375 VOC photos (0.86 of the short side; 56 of 64 px
     # at quick: a 40 px crop, 0.63 as of the long side, cut the tagged objects out of too many crops and the
-    # seg heads fell to ~26 mIoU in a 300-iteration probe, against ~51 at 56 and 64 px); warm-up
+    # seg heads fell to ~26 mIoU in a 300-iteration probe, against ~51 at 56 and 64 px; a whole quick run at 48 px
+    # crops (16 runs, no naive mean row) scored P 41.5 for ASDT against 55.7 at 56 px, and its runs took 40 s
+    # each against 43 s at 56 px (grid 642 s for 16 against 736 s for 17), too little saving for that loss); warm-up
     # 5% of the run (public code: 1000 of ~21k iterations); quick and full keep >= 7 full PWM periods of
     # T=150 after it. seeds: the runs of Table 4's central rows (mean +- std); table5_runs: whether the
     # Table 5 rows that need their own training (no R^ct, no L_str) run at this profile.

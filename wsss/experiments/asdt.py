@@ -71,7 +71,7 @@ def label_work_breakdown(model: ASDT, batch: dict, *, repeats: int = 5) -> dict:
     ms = {}
     ms["class-teacher forward and CAM"], (_, _, cams) = timed(lambda: model.class_teacher(images, tags))
     ms["RRM: two CRF runs (k=4, k=32)"], (q_low, q_high) = timed(lambda: background_crf_runs(
-        images, cams, gaussian=CAM_GAUSSIAN, bilateral=model.crf_bilateral, backend=model.crf_backend))
+        images, cams, gaussian=CAM_GAUSSIAN, bilateral=model.crf_bilateral, backend=model.crf_backend, tags=tags))
 
     ms["RRM: reliability masks and label"], target = timed(
         lambda: combine_labels(q_low, q_high, unreliable_mask(q_low, q_high, cams)))

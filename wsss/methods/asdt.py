@@ -136,10 +136,11 @@ class ASDT(RRM):
         "alternate"; always after the warm-up for "seg", "max", "mean"; never for "class")."""
         return learns_from_seg_teacher(step, self.distill, self.T, self.tau, self.warmup)
 
-    def targets(self, images: torch.Tensor, cams: torch.Tensor, logits_st: torch.Tensor, step: int) -> tuple:
+    def targets(self, images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor, logits_st: torch.Tensor,
+                step: int) -> tuple:
         """The labels of one step: ([B^ct, R^ct] for the seg-teacher, the student's label, whether that
         label came from the seg-teacher's side). All of it is CRF and label work, no network pass."""
-        target_ct = self.pseudo_labels(images, cams)                            # [B^ct, R^ct]
+        target_ct = self.pseudo_labels(images, cams, tags)                      # [B^ct, R^ct]
         teacher_st = self.uses_seg_teacher(step)
         if not teacher_st:
             return target_ct, target_ct, False
@@ -167,7 +168,8 @@ class ASDT(RRM):
         features = out["features"][-1]
         logits_st = upsample(self.seg(features), size)                          # seg-teacher (B, C, H, W)
         logits_s = upsample(self.student(features), size)                       # student (B, C, H, W)
-        target_ct, target_s, teacher_st = self.step_labels(self.targets, images, cams, logits_st, step)
+        target_ct, target_s, teacher_st = self.step_labels(self.targets, images, cams, batch["labels"],
+                                                              logits_st, step)
         kernel = self.structure_kernel(images)                                  # G of Eq. (6), once per step
         # Eq. (4): the seg-teacher learns from the class-teacher
         st_ce, st_str = self.distill_loss(logits_st, target_ct, images, kernel)

@@ -85,11 +85,12 @@ def crf_unsure_mask(q_low: torch.Tensor, q_high: torch.Tensor, *, crf_sure: floa
 def reliable_labels(images: torch.Tensor, cams: torch.Tensor, *, crf_backend: str = "auto", k_low: float = K_LOW,
                     k_high: float = K_HIGH, gaussian: tuple[float, float] = CAM_GAUSSIAN,
                     bilateral: tuple[float, float, float] = CAM_BILATERAL, n_iter: int = 10,
-                    reliability: bool = True) -> torch.Tensor:
+                    reliability: bool = True, tags: torch.Tensor | None = None) -> torch.Tensor:
     """RRM's reliable pseudo labels (ASDT's B^ct with R^ct: reliable pixels keep their label, the rest 255).
 
     images: uint8 (B, H, W, 3) or (B, 3, H, W); cams: (B, K, H, W) in [0, 1], zero for untagged classes.
-    Background score (1 - max_c CAM)^k; dense CRF (one batched call per k) with k_low and k_high;
+    Background score (1 - max_c CAM)^k; dense CRF with k_low and k_high (one set of kernels for both),
+    over [background; the image's ``tags``] (B, K) as the RRM code, or over all labels without them;
     label by :func:`wsss.cam.combine_labels`; unreliable = CRF-unsure or not CAM-sure (the CAM label uses
     k_high, as the RRM code's ``cam_all``). ``bilateral`` sxy is in pixels: scale it down for small
     images. ``reliability=False`` skips the two masks (the ablation without R^ct): the band between
@@ -98,7 +99,7 @@ def reliable_labels(images: torch.Tensor, cams: torch.Tensor, *, crf_backend: st
     """
     cams = cams.float()
     q_low, q_high = background_crf_runs(images, cams, k_low=k_low, k_high=k_high, n_iter=n_iter,
-                                        gaussian=gaussian, bilateral=bilateral, backend=crf_backend)
+                                        gaussian=gaussian, bilateral=bilateral, backend=crf_backend, tags=tags)
     if not reliability:
         return combine_labels(q_low, q_high)
     return combine_labels(q_low, q_high, unreliable_mask(q_low, q_high, cams, k_high=k_high))
@@ -209,10 +210,11 @@ class RRM(ReusableLabels, nn.Module):
                 cams = multiscale_cam(self.net, images, labels, scales=self.cam_scales)
         return out, l_ce, cams
 
-    def pseudo_labels(self, images: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
-        """B^ct with R^ct (255 = unreliable) of :func:`reliable_labels`, with this model's settings."""
+    def pseudo_labels(self, images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        """B^ct with R^ct (255 = unreliable) of :func:`reliable_labels`, with this model's settings; the CRFs
+        run over [background; ``tags``] (B, K), the image's classes, as the RRM code."""
         return reliable_labels(images, cams, crf_backend=self.crf_backend, bilateral=self.crf_bilateral,
-                               reliability=self.use_reliability).to(images.device)
+                               reliability=self.use_reliability, tags=tags).to(images.device)
 
     def structure_kernel(self, images: torch.Tensor) -> CRFEnergy | None:
         """The step's L_str kernel (:func:`structure_kernel`), built once for every head; None when the model
@@ -234,7 +236,7 @@ class RRM(ReusableLabels, nn.Module):
     def forward(self, batch: dict, step: int = 0) -> dict:
         images = batch["image"]
         out, l_ce, cams = self.class_teacher(images, batch["labels"])
-        target = self.step_labels(self.pseudo_labels, images, cams)
+        target = self.step_labels(self.pseudo_labels, images, cams, batch["labels"])
         ce, l_str = self.distill_loss(upsample(self.seg(out["features"][-1]), images.shape[2:]), target, images,
                                       self.structure_kernel(images))
         loss = l_ce + ce + self.str_weight * l_str
