@@ -151,5 +151,7 @@ def combine_labels(q_low: torch.Tensor, q_high: torch.Tensor, unreliable: torch.
 @torch.no_grad()
 def confident_labels(images: torch.Tensor, cams: torch.Tensor, **crf) -> torch.Tensor:
     """PSA's confident pseudo labels: :func:`combine_labels` of :func:`background_crf_runs` (same
-    keyword arguments). int64 (B, H, W): class ids 0..K where both runs are sure, 255 elsewhere."""
+    keyword arguments). int64 (B, H, W): class ids 0..K where both runs are sure, 255 elsewhere.
+    PSA's code runs the CRFs over each image's tagged classes only (pass ``tags``); the committed SSDD
+    notebook run used every label (untagged classes at the 1e-5 floor)."""
     return combine_labels(*background_crf_runs(images, cams, **crf))
