@@ -174,16 +174,22 @@ def test_basics_runs_on_any_voc_layout_folder(tmp_path, photo_folder, monkeypatc
     assert list((tmp_path / "cache" / "resized").iterdir())
 
 
+def _run_on_voc_folder(name: str, tmp_path: Path, data_root: Path, **parameters) -> tuple[dict, Path]:
+    """Run notebooks/<name>.ipynb with papermill on a VOC-layout folder (one worker, outputs under tmp_path/out):
+    (its smoke results json, the output folder)."""
+    out = tmp_path / "out"
+    papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                               parameters={"dataset": "voc", "data_root": str(data_root), "workers": 1,
+                                           "out_dir": str(out), **parameters},
+                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    return json.loads((out / "results" / f"{name}-smoke.json").read_text()), out
+
+
 def test_asdt_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
     """`papermill asdt.ipynb out.ipynb -p T 20 ...`: a few iterations of every run, the retrain step
     included, on a VOC-layout folder; the results file carries every table with mIoU fractions."""
-    out = tmp_path / "out"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "asdt.ipynb"), str(tmp_path / "asdt.ipynb"),
-                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "T": 20, "tau": 3,
-                                           "steps": 6, "warmup": 2, "classifier_steps": 4, "workers": 1,
-                                           "retrain": True, "out_dir": str(out)},
-                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
-    result = json.loads((out / "results" / "asdt-smoke.json").read_text())
+    result, out = _run_on_voc_folder("asdt", tmp_path, tiny_benchmark, T=20, tau=3, steps=6, warmup=2, classifier_steps=4,
+                                     retrain=True)
     assert [r["strategy"] for r in result["table4"]][-1] == "Alternative dual teacher"
     assert len(result["table5"]) == 6 and {r["tau"] for r in result["fig6_tau"]} == {1, 3, 5, 9}
     assert {r["T"] for r in result["fig6_T"]} == {20, 50, 150, 250}
@@ -208,12 +214,7 @@ def test_ssdd_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
     """`papermill ssdd.ipynb out.ipynb -p b_dd 0.3 ...` on a VOC-layout folder at the smoke profile: PSA,
     the static stages of Fig. 6, Table 1's rows over 2 seeds and Table A-1's points all run; the results
     carry every table with mIoU fractions, and a parameter moves the default point of its sweep."""
-    out = tmp_path / "out"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "ssdd.ipynb"), str(tmp_path / "ssdd.ipynb"),
-                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "b_dd": 0.3,
-                                           "bad_rule": "any", "workers": 1, "out_dir": str(out)},
-                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
-    result = json.loads((out / "results" / "ssdd-smoke.json").read_text())
+    result, out = _run_on_voc_folder("ssdd", tmp_path, tiny_benchmark, b_dd=0.3, bad_rule="any")
     assert [r["row"] for r in result["table1"]] == ["PSA", "static SSDD", "SSDD"]
     assert result["table1"][0]["seg + CRF"]["paper"] == pytest.approx(0.617)
     assert result["table1"][1]["seg + CRF"]["paper"] is None
@@ -235,12 +236,7 @@ def test_tscd_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
     """`papermill tscd.ipynb out.ipynb -p alpha 3 ...` on a VOC-layout folder at the smoke profile: AFA and TSCD
     over 2 seeds, Table 3's components, Table 4's backbones (ResNet and WR38 at smoke) and Table 5's trained
     refiners all run; the results hold every table with mIoU fractions, the schedule's shares and the maps."""
-    out = tmp_path / "out"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "tscd.ipynb"), str(tmp_path / "tscd.ipynb"),
-                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "alpha": 3.0,
-                                           "workers": 1, "out_dir": str(out)},
-                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
-    result = json.loads((out / "results" / "tscd-smoke.json").read_text())
+    result, out = _run_on_voc_folder("tscd", tmp_path, tiny_benchmark, alpha=3.0)
     assert [r["row"] for r in result["table1"]] == ["AFA", "TSCD"]
     assert result["table1"][1]["seg + CRF"]["paper"] == pytest.approx(0.673)
     assert len(result["table1_seeds"]["TSCD"]["seg"]) == 2 == len(result["table1_seeds"]["seeds"])
@@ -262,12 +258,7 @@ def test_rml_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
     """`papermill rml.ipynb out.ipynb -p alpha 0.2 ...` on a VOC-layout folder at the smoke profile: the baseline and
     RML over 2 seeds, Table 1's steps, Table 2's five removals and the sensitivity points all run; the results hold
     every table with mIoU fractions, and the AFA pair says where its number would come from."""
-    out = tmp_path / "out"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "rml.ipynb"), str(tmp_path / "rml.ipynb"),
-                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "alpha": 0.2,
-                                           "workers": 1, "out_dir": str(out)},
-                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
-    result = json.loads((out / "results" / "rml-smoke.json").read_text())
+    result, out = _run_on_voc_folder("rml", tmp_path, tiny_benchmark, alpha=0.2)
     assert [r["row"] for r in result["table1"]] == ["Baseline", "+CIML", "+CIML +MFML", "RML"]
     assert result["table1"][0]["paper"] == pytest.approx(0.503)
     assert len(result["table1_seeds"]["RML"]["pred"]) == 2 == len(result["table1_seeds"]["seeds"])
@@ -286,12 +277,7 @@ def test_seminar_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmar
     """`papermill seminar.ipynb out.ipynb -p lambda_pcons 100 ...` on a VOC-layout folder at the smoke profile: Table 3's
     rows on both backbones (the central ones over 2 seeds), Fig. 4's curves, the chain of Fig. 5(a) and both sweeps
     run; the results hold every key with mIoU fractions, the EMA horizon and the click counts."""
-    out = tmp_path / "out"
-    papermill.execute_notebook(str(ROOT / "notebooks" / "seminar.ipynb"), str(tmp_path / "seminar.ipynb"),
-                               parameters={"dataset": "voc", "data_root": str(tiny_benchmark), "lambda_pcons": 100.0,
-                                           "workers": 1, "out_dir": str(out)},
-                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
-    result = json.loads((out / "results" / "seminar-smoke.json").read_text())
+    result, out = _run_on_voc_folder("seminar", tmp_path, tiny_benchmark, lambda_pcons=100.0)
     rows = [(r["column"], r["row"]) for r in result["table3"]]
     assert ("ResNet", "all four") in rows and ("MobileNet", "pCE + CRF + pCons") in rows
     assert result["table3"][0]["paper"] == pytest.approx(0.547)
