@@ -4,6 +4,9 @@
     python -m wsss.run_notebooks basics -p profile full -p device cuda
     python -m wsss.run_notebooks --publish            # maintainers: refresh the committed copies
 
+Each notebook is executed from its paired source ``notebooks/<name>.py`` (jupytext ``py:percent``, see
+:mod:`wsss.pairs`); a pair whose cells differ stops the run before anything executes, with the one
+command that syncs it. After ``--publish`` the ``.ipynb`` holds the outputs and the pair stays in sync.
 By default each executed notebook, its figures and its results go to the git-ignored folder
 runs/<name>-<profile>/, so a run leaves the repository's files as they were. ``--publish`` executes
 in place and writes figures/ and results/ of the repository: the one way to refresh what is
@@ -27,6 +30,7 @@ import nbformat
 import papermill
 
 from .notebook import repo_root, run_folder
+from .pairs import pair_difference, source_notebook, write_twin
 
 # the introduction first (it also builds the benchmark), then the papers in the order they build on each other
 ORDER = ("basics", "asdt", "ssdd", "tscd", "seminar", "rml")
@@ -99,12 +103,16 @@ class _Elapsed(logging.Formatter):
 def run(notebook: Path, out: Path, params: dict, *, cwd: Path, log: _Elapsed, scratch: Path) -> Path:
     """Execute ``notebook`` into ``out`` through a copy in the folder ``scratch``; ``out`` is replaced only
     when the run succeeded, else the failed copy stays in ``scratch`` (never beside the notebooks, where
-    the test suite would collect it)."""
+    the test suite would collect it). A notebook with a ``.py`` twin runs from the twin's cells."""
     scratch.mkdir(parents=True, exist_ok=True)
     tmp = scratch / f".{out.stem}.running.ipynb"
+    source = notebook
+    if notebook.with_suffix(".py").exists():
+        source = scratch / f".{out.stem}.source.ipynb"
+        nbformat.write(source_notebook(notebook), source)
     log.name, log.start = notebook.stem, time.perf_counter()
     try:
-        papermill.execute_notebook(str(notebook), str(tmp), parameters=params, cwd=str(cwd), kernel_name="python3",
+        papermill.execute_notebook(str(source), str(tmp), parameters=params, cwd=str(cwd), kernel_name="python3",
                                    log_output=True, progress_bar=False)
     except BaseException:
         failed = scratch / f"{out.stem}.failed.ipynb"
@@ -139,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     params = {k: _value(v) for k, v in args.parameter}
     if "out_dir" in params:
         parser.error("give --output-dir or --publish instead of -p out_dir")
+    if args.publish and params:
+        parser.error(f"--publish runs each notebook as its source stands; -p {' '.join(params)} would add a cell "
+                     "that the .py source lacks: change the default in notebooks/<name>.py's parameters cell instead")
+    problems = [p for p in map(pair_difference, notebooks) if p]
+    if problems:
+        parser.error("\n  ".join(["a notebook and its .py source differ; nothing was run:"] + problems))
     # the profile the kernels will run (WSSS_PROFILE overrides the parameter inside the notebook, too)
     profile = os.environ.get("WSSS_PROFILE") or params.get("profile", "quick")
     log = _Elapsed()
@@ -162,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["WSSS_OUT_DIR"] = str(target)
         try:
             run(nb, out, params, cwd=folder, log=log, scratch=run_folder(nb.stem, profile))
+            if args.publish and write_twin(nb):
+                print(f"  {nb.with_suffix('.py').name} rewritten to match the published notebook", flush=True)
         finally:
             if saved is None:
                 os.environ.pop("WSSS_OUT_DIR")

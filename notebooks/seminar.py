@@ -1,35 +1,41 @@
-"""Write notebooks/seminar.ipynb from the cells below (unexecuted); publish it with
-``python -m wsss.run_notebooks --publish seminar``. Kept so the notebook's source stays reviewable."""
-from notebook_cells import Cells
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-cells = Cells()
-md, code = cells.md, cells.code
+# %% [markdown]
+# # Seminar Learning: segmentation from clicks
+#
+# *Seminar Learning for Click-Level Weakly Supervised Semantic Segmentation* (Chen et al., ICCV 2021). There is no
+# public code: this is a first public implementation, built from the paper and, where it is silent, from the
+# "Regularized Loss" (rloss) code it says it builds on "without modifying any parameters".
+#
+# **Click supervision**, not image tags: one labelled pixel per object plus a few background clicks. Seminar learning
+# lets several networks teach each other the unlabelled pixels:
+#
+# * **teacher-student** (Eq. 1-5): a DeepLab-v3+ student learns from the clicks (partial cross-entropy, Eq. 2), from
+#   rloss's dense-CRF regulariser (Eq. 4) and from its exponential moving average, the teacher, through a pixel
+#   consistency loss between their softmax maps (Eq. 3);
+# * **student-student** (Eq. 6-7): a second, "primary" model (another seed) also learns from the argmax of a fully
+#   trained first, "ancillary" student on each batch: the heterogeneous pseudo-labels.
+#
+# $\mathcal{L} = \mathcal{L}_{pCE} + \lambda_{pCons}\mathcal{L}_{pCons} + \lambda_{CRF}\mathcal{L}_{CRF} + \lambda_{pseudo}\mathcal{L}_{pseudo}$
+# with $\lambda_{CRF} = 1$, $\lambda_{pCons} = 200$ (ramped up over the first 40 of 60 epochs), $\lambda_{pseudo} = 1$, EMA
+# decay $\alpha = 0.999$. The notebook shows the clicks and the losses beside the equations, trains the paper's loss
+# combinations (Table 3), compares student-student with self-generated pseudo-labels (Fig. 4) and sweeps the chain
+# length, the EMA decay and $\lambda_{pCons}$ (Fig. 5).
 
-
-md(r"""
-# Seminar Learning: segmentation from clicks
-
-*Seminar Learning for Click-Level Weakly Supervised Semantic Segmentation* (Chen et al., ICCV 2021). There is no
-public code: this is a first public implementation, built from the paper and, where it is silent, from the
-"Regularized Loss" (rloss) code it says it builds on "without modifying any parameters".
-
-**Click supervision**, not image tags: one labelled pixel per object plus a few background clicks. Seminar learning
-lets several networks teach each other the unlabelled pixels:
-
-* **teacher-student** (Eq. 1-5): a DeepLab-v3+ student learns from the clicks (partial cross-entropy, Eq. 2), from
-  rloss's dense-CRF regulariser (Eq. 4) and from its exponential moving average, the teacher, through a pixel
-  consistency loss between their softmax maps (Eq. 3);
-* **student-student** (Eq. 6-7): a second, "primary" model (another seed) also learns from the argmax of a fully
-  trained first, "ancillary" student on each batch: the heterogeneous pseudo-labels.
-
-$\mathcal{L} = \mathcal{L}_{pCE} + \lambda_{pCons}\mathcal{L}_{pCons} + \lambda_{CRF}\mathcal{L}_{CRF} + \lambda_{pseudo}\mathcal{L}_{pseudo}$
-with $\lambda_{CRF} = 1$, $\lambda_{pCons} = 200$ (ramped up over the first 40 of 60 epochs), $\lambda_{pseudo} = 1$, EMA
-decay $\alpha = 0.999$. The notebook shows the clicks and the losses beside the equations, trains the paper's loss
-combinations (Table 3), compares student-student with self-generated pseudo-labels (Fig. 4) and sweeps the chain
-length, the EMA decay and $\lambda_{pCons}$ (Fig. 5).
-""")
-
-code(r'''
+# %% tags=["parameters"]
 dataset = "synthetic"      # "synthetic" (generated here, no download), "voc", "coco", "cocostuff10k"
 data_root = None           # folder of the data; None: the cached synthetic benchmark
 profile = "quick"          # "smoke" (tests, seconds), "quick" (laptop CPU, minutes), "full" (one GPU), "paper" (the paper's data)
@@ -42,35 +48,32 @@ lambda_crf = 1.0           # Eq. (5): weight of the dense-CRF loss, on top of rl
 lambda_pseudo = 1.0        # Eq. (7): weight of the pseudo-label loss of a primary model
 seeds = 0                  # seeds of the central rows; 0: the profile's number (3 at quick)
 workers = 0                # runs trained at once; 0: 2 on a CPU (1 at smoke), 1 on a GPU
-''', tags=["parameters"])
 
-code(r'''
+# %%
 from wsss.notebook import check_parameters, number
 
 params = check_parameters(globals(), {"alpha": number(0, 0.99999), "lambda_pcons": number(0, 100_000),
                                       "lambda_crf": number(0, 1000), "lambda_pseudo": number(0, 1000),
                                       "seeds": number(0, 20, integer=True), "workers": number(0, 16, integer=True)})
 params
-''')
 
-md(r"""
-## Settings of each profile
+# %% [markdown]
+# ## Settings of each profile
+#
+# All profiles live in `wsss/profiles.py`. The paper trains DeepLab-v3+ (output stride 16, ASPP and decoder at 10x
+# the learning rate) on ResNet-101 and on MobileNet-v2 from ImageNet weights, 60 epochs at batch 12 on 513 px crops
+# (random scale 0.5-2.0, flip, Gaussian blur), SGD with rloss's lr 0.007, poly 0.9, weight decay 5e-4. The miniature
+# keeps batch 12, the optimiser, the augmentations and every share of the schedule: a 64 px crop at output stride 8 (an
+# 8 x 8 map, the paper's 33 x 33 in proportion; ASPP rates scaled to it), a small ResNet (the paper's main column; the
+# MobileNet column runs where the profile says so), a tag classifier standing in for ImageNet weights (there are none
+# here), `steps` iterations per model instead of 52,920. Two counts in iterations are converted to keep their meaning:
+# the EMA horizon $1/(1-\alpha)$ is the same share of the run as 1000 of 52,920 (1.9%), and $\lambda_{pCons}$ rises in 40
+# steps over the first two thirds of the run, as it does once per epoch over 40 of 60 epochs.
+#
+# The paper's "90K steps" disagrees with its 60 epochs at batch 12 (10,582 images: 882 batches an epoch, 52,920
+# iterations); we follow the epochs.
 
-All profiles live in `wsss/profiles.py`. The paper trains DeepLab-v3+ (output stride 16, ASPP and decoder at 10x
-the learning rate) on ResNet-101 and on MobileNet-v2 from ImageNet weights, 60 epochs at batch 12 on 513 px crops
-(random scale 0.5-2.0, flip, Gaussian blur), SGD with rloss's lr 0.007, poly 0.9, weight decay 5e-4. The miniature
-keeps batch 12, the optimiser, the augmentations and every share of the schedule: a 64 px crop at output stride 8 (an
-8 x 8 map, the paper's 33 x 33 in proportion; ASPP rates scaled to it), a small ResNet (the paper's main column; the
-MobileNet column runs where the profile says so), a tag classifier standing in for ImageNet weights (there are none
-here), `steps` iterations per model instead of 52,920. Two counts in iterations are converted to keep their meaning:
-the EMA horizon $1/(1-\alpha)$ is the same share of the run as 1000 of 52,920 (1.9%), and $\lambda_{pCons}$ rises in 40
-steps over the first two thirds of the run, as it does once per epoch over 40 of 60 epochs.
-
-The paper's "90K steps" disagrees with its 60 epochs at batch 12 (10,582 images: 882 batches an epoch, 52,920
-iterations); we follow the epochs.
-""")
-
-code(r'''
+# %%
 import copy
 import json
 import tempfile
@@ -128,9 +131,8 @@ print(f"lambda_pCons: 0 -> {lambda_pcons} in {seminar.RAMP_EPOCHS} steps over th
       f"{seminar.crf_weight(round(crop * seminar.CRF_SCALE) ** 2, SIGMA_XY * seminar.CRF_SCALE, lambda_crf=lambda_crf):.3g} "
       f"(rloss's 2e-9 x 12 x {(seminar.PAPER_CRF_PIXELS * seminar.PAPER_CRF_SIGMA ** 2) / (round(crop * seminar.CRF_SCALE) ** 2 * (SIGMA_XY * seminar.CRF_SCALE) ** 2):.0f}, "
       f"see crf_weight below); lr {SETTINGS['lr']:.3g}, weight decay {SETTINGS['weight_decay']:.3g}")
-''')
 
-code(r'''
+# %%
 root, train_raw, val_set = open_data(dataset, data_root, profile, seed, with_clicks=True)
 train_set = copy.copy(train_raw)
 train_set.transform = TrainTransform(crop, scale=(0.5, 2.0), blur=0.5)    # rloss's DeepLab-v3+ augmentation
@@ -141,16 +143,15 @@ eval_batch = 16 if dataset == "synthetic" else 1
 SCHEDULE["epochs_of_data"] = steps * SETTINGS["batch"] / len(train_raw)
 print(f"data: {root}; {len(train_raw)} train and {len(val_set)} val images; classes: {names}; one model's run sees "
       f"{SCHEDULE['epochs_of_data']:.1f} epochs of the train images")
-''')
 
-md(r"""
-## 1. The click labels
+# %% [markdown]
+# ## 1. The click labels
+#
+# Each object gets one click (a random pixel of the object) and each image two background clicks, from the dataset's
+# `clicks.json` (real VOC: the same sampler on the masks, as the paper's manual clicks are not public). The paper's
+# background clicks are synthetic too (from scribbles).
 
-Each object gets one click (a random pixel of the object) and each image two background clicks, from the dataset's
-`clicks.json` (real VOC: the same sampler on the masks, as the paper's manual clicks are not public). The paper's
-background clicks are synthetic too (from scribbles).
-""")
-code(r'''
+# %%
 shown = [train_raw[i] for i in range(6)]
 fig = viz.image_grid([[viz.draw_clicks(s["image"], s["clicks"], radius=1) for s in shown],
                       [viz.colorize(s["mask"]) for s in shown]], ["image + clicks", "ground truth"], class_names=names)
@@ -159,46 +160,44 @@ counts = [len(train_raw[i]["clicks"]) for i in range(min(len(train_raw), 200))]
 h, w = train_raw[0]["mask"].shape
 CLICKS = {"clicks_per_image": float(np.mean(counts)), "labelled_share": float(np.mean(counts)) / (h * w)}
 print(f"{CLICKS['clicks_per_image']:.1f} clicks per image on average: {100 * CLICKS['labelled_share']:.2f}% of the pixels labelled")
-''')
 
-md(r"""
-## 2. The losses beside the equations
+# %% [markdown]
+# ## 2. The losses beside the equations
+#
+# **Partial cross-entropy (Eq. 2)** over the clicked pixels only; **pixel consistency (Eq. 3)**. Eq. (3) (and Eq. 8)
+# prints a minus sign in front of the MSE, a typo: minimised as printed it would push the student away from its
+# teacher. Eq. (3) sums the squared difference over the classes and averages over the pixels; mean-teacher code averages
+# over both, 1/C of it, which would change what $\lambda_{pCons} = 200$ means: we follow Eq. (3).
 
-**Partial cross-entropy (Eq. 2)** over the clicked pixels only; **pixel consistency (Eq. 3)**. Eq. (3) (and Eq. 8)
-prints a minus sign in front of the MSE, a typo: minimised as printed it would push the student away from its
-teacher. Eq. (3) sums the squared difference over the classes and averages over the pixels; mean-teacher code averages
-over both, 1/C of it, which would change what $\lambda_{pCons} = 200$ means: we follow Eq. (3).
-""")
-code(r'''
+# %%
 show_source(seminar.partial_ce, seminar.pixel_consistency)
-''')
-md(r"""
-**The dense-CRF loss (Eq. 4)** is rloss's energy, computed by the shared `wsss.refine.dense_crf_loss` (one lattice per
-batch). Its weight is where rloss's reductions matter: `crf_weight` derives it (and a test checks the derivation
-against rloss's reductions on a tiny case), and scales it so that the term weighs against the cross-entropy at our
-small images as at rloss's (another test).
-""")
-code(r'''
+
+# %% [markdown]
+# **The dense-CRF loss (Eq. 4)** is rloss's energy, computed by the shared `wsss.refine.dense_crf_loss` (one lattice per
+# batch). Its weight is where rloss's reductions matter: `crf_weight` derives it (and a test checks the derivation
+# against rloss's reductions on a tiny case), and scales it so that the term weighs against the cross-entropy at our
+# small images as at rloss's (another test).
+
+# %%
 show_source(seminar.crf_loss, seminar.crf_weight)
-''')
-md(r"""
-**The EMA teacher (Eq. 1)**, updated after each optimiser step (the trainer's after-step hook; the teacher is never in
-the optimiser), and the ramp of $\lambda_{pCons}$; **the pseudo-label loss (Eq. 6)** of a primary model.
-""")
-code(r'''
+
+# %% [markdown]
+# **The EMA teacher (Eq. 1)**, updated after each optimiser step (the trainer's after-step hook; the teacher is never in
+# the optimiser), and the ramp of $\lambda_{pCons}$; **the pseudo-label loss (Eq. 6)** of a primary model.
+
+# %%
 show_source(seminar.ema_update, seminar.alpha_for_run, seminar.pcons_weight, seminar.pseudo_ce, Seminar.forward)
-''')
 
-md(r"""
-## 3. The stand-in classifier and the trainings
+# %% [markdown]
+# ## 3. The stand-in classifier and the trainings
+#
+# A classifier trained on the image tags stands in for ImageNet weights (as in the other notebooks; the tags are not
+# used by Seminar itself). Every model starts from its backbone. Table 3's rows 1-4 are single models; row 5 is a
+# primary model (seed + 100) whose ancillary is the row-4 model of the same seed. Fig. 4's runs start where the seed-0
+# ancillary ended; Fig. 5(a) chains one more module onto the seed-0 primary; Fig. 5(b, c) retrain the row-4 model with
+# other decays and weights (one seed each).
 
-A classifier trained on the image tags stands in for ImageNet weights (as in the other notebooks; the tags are not
-used by Seminar itself). Every model starts from its backbone. Table 3's rows 1-4 are single models; row 5 is a
-primary model (seed + 100) whose ancillary is the row-4 model of the same seed. Fig. 4's runs start where the seed-0
-ancillary ended; Fig. 5(a) chains one more module onto the seed-0 primary; Fig. 5(b, c) retrain the row-4 model with
-other decays and weights (one seed each).
-""")
-code(r'''
+# %%
 workdir = Path(tempfile.mkdtemp(prefix="seminar-"))
 t0 = time.perf_counter()
 BACKBONES = {"ResNet": SETTINGS["backbone"]}
@@ -259,9 +258,9 @@ t0 = time.perf_counter()
 results = run_grid(run_variant, wave1, workers=WORKERS, desc="wave 1: single models")
 grid_seconds["wave 1"] = time.perf_counter() - t0
 print(f"wave 1: {len(wave1)} runs of {steps} iterations in {grid_seconds['wave 1']:.0f} s ({WORKERS} at once, one thread each)")
-''')
 
-code(r'''
+
+# %%
 def primary_file(s, k=1):
     return str(workdir / f"primary-{k}-{s}.pt")
 
@@ -293,9 +292,8 @@ grid_seconds["wave 3"] = time.perf_counter() - t0
 miou = {name: {k: 100 * v for k, v in r["miou"].items()} for name, r in results.items() if r["miou"]}
 print(f"wave 2: {len(wave2)} runs in {grid_seconds['wave 2']:.0f} s; wave 3: {len(wave3)} runs in {grid_seconds['wave 3']:.0f} s; "
       f"'unchanged' keeps the ancillary's last learning rate, {UNCHANGED_LR:.2g}")
-''')
 
-code(r'''
+# %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3))
 for name in (f"pCE seed={seed}", f"pCE + CRF + pCons seed={seed}", f"all four seed={seed}"):
     h = results[name]["history"]
@@ -307,16 +305,16 @@ for ax, title in zip(axes, ("partial CE (Eq. 2)", "lambda_pCons x L_pCons (Eq. 3
 axes[0].legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(figures_dir / "seminar_training.png", dpi=100, bbox_inches="tight")
-''')
 
-md(r"""
-## 4. The mechanism (the paper's Fig. 3)
 
-The paper shows, at the tenth of the primary model's 60 epochs, the ancillary student (fully trained), the primary
-student and the primary teacher, then the final prediction (the primary student after its run). Here: the seed-0
-models, the primary at 1/6 of its run.
-""")
-code(r'''
+# %% [markdown]
+# ## 4. The mechanism (the paper's Fig. 3)
+#
+# The paper shows, at the tenth of the primary model's 60 epochs, the ancillary student (fully trained), the primary
+# student and the primary teacher, then the final prediction (the primary student after its run). Here: the seed-0
+# models, the primary at 1/6 of its run.
+
+# %%
 def load(file, **switches):
     m = Seminar(num_classes=C, **{**MODEL, "backbone": BACKBONES["ResNet"], **switches})
     state = torch.load(file, map_location="cpu", weights_only=True)
@@ -335,16 +333,15 @@ rows = [[viz.to_hwc(batch["image"][i]) for i in range(5)], [viz.colorize(batch["
 rows += [[viz.colorize(p.argmax(1)[i].cpu()) for i in range(5)] for p in panels.values()]
 fig = viz.image_grid(rows, ["image", "ground truth", *panels], class_names=names)
 fig.savefig(figures_dir / "seminar_mechanism.png", dpi=100, bbox_inches="tight")
-''')
 
-md(r"""
-## 5. Table 3: the loss combinations
+# %% [markdown]
+# ## 5. Table 3: the loss combinations
+#
+# Val mIoU (%) of the student (single scale, no CRF; the paper evaluates students), beside the paper's. The central
+# comparison, pCE against all four losses, runs over the seeds (so does row 4, the ancillaries of row 5); the other rows
+# one seed. The teacher's score is shown beside the student's (the paper: "similar").
 
-Val mIoU (%) of the student (single scale, no CRF; the paper evaluates students), beside the paper's. The central
-comparison, pCE against all four losses, runs over the seeds (so does row 4, the ancillaries of row 5); the other rows
-one seed. The teacher's score is shown beside the student's (the paper: "similar").
-""")
-code(r'''
+# %%
 fmt = lambda v: f"{mean_std(v)[0]:.1f} +- {mean_std(v)[1]:.1f}" if isinstance(v, list) and len(v) > 1 else f"{(v[0] if isinstance(v, list) else v):.1f}"  # noqa: E731
 PAPER_T3 = {"pCE": (50.85, 54.70), "pCE + CRF": (48.75, 55.63), "pCE + pCons": (56.14, 61.47),
             "pCE + CRF + pCons": (62.03, 70.29), "all four": (64.44, 72.51), "full supervision": (71.92, 78.59)}
@@ -375,18 +372,18 @@ print(ordering_verdict({r: v for r, v in t3_values.items() if r != "full supervi
                        what="Table 3 (ResNet column; pCE, row 4 and all four over the seeds, the others one seed)"))
 if not SETTINGS["mobilenet_runs"]:
     print(f"MobileNet column: not trained at profile {profile!r} (it runs at full and paper)")
-''')
 
-md(r"""
-## 6. Fig. 4: student-student against self-generation
 
-One shared ancillary (the seed-0 row-4 model) for the first run; then either a new primary model learns from its
-pseudo-labels (student-student, trained from the stand-in like any model), or the ancillary itself goes on with
-pseudo-labels it generated from its own final weights (self-generation), with the learning rate reset to 0.007 or left
-at its last value. Each continuation trains like a primary model (the same losses, ramp and EMA restarted). Curves: the
-evaluation callback's val mIoU of the student.
-""")
-code(r'''
+# %% [markdown]
+# ## 6. Fig. 4: student-student against self-generation
+#
+# One shared ancillary (the seed-0 row-4 model) for the first run; then either a new primary model learns from its
+# pseudo-labels (student-student, trained from the stand-in like any model), or the ancillary itself goes on with
+# pseudo-labels it generated from its own final weights (self-generation), with the learning rate reset to 0.007 or left
+# at its last value. Each continuation trains like a primary model (the same losses, ramp and EMA restarted). Curves: the
+# evaluation callback's val mIoU of the student.
+
+# %%
 def val_curve(name, offset=0):
     h = [x for x in results[name]["history"] if "val_miou" in x]
     return [offset + x["step"] for x in h], [100 * x["val_miou"] for x in h]
@@ -415,19 +412,18 @@ print(f"student-student above self-generation (reset): {'held' if ss > reset els
 print(f"reset ends below its pre-pseudo-label score: {'held' if reset < before else 'did not hold'} ({reset - before:+.1f})")
 print(f"unchanged stays flat (within 1 point of where it started): {'held' if abs(unchanged - before) <= 1 else 'did not hold'} "
       f"({unchanged - before:+.1f})")
-''')
 
-md(r"""
-## 7. Fig. 5: chain length, EMA decay, pCons weight (one seed each)
+# %% [markdown]
+# ## 7. Fig. 5: chain length, EMA decay, pCons weight (one seed each)
+#
+# (a) Modules in the student-student chain: 0 is the row-4 model (seed 0), 1 its primary, 2 a primary taught by that
+# primary, ... The paper's text gives ResNet-101 70.29 -> 72.51 and MobileNet 60.59 -> 62.59 for the first module, while
+# its Table 3 gives MobileNet 62.03 -> 64.44: the two disagree; both are shown. (b) The EMA decay: the paper's values,
+# each converted to the same share of our run (its horizon printed). (c) $\lambda_{pCons}$: three values of the same
+# order of magnitude, the paper's 200 among them. (b) and (c) retrain the row-4 model (a single teacher-student model,
+# where alpha and lambda_pCons act).
 
-(a) Modules in the student-student chain: 0 is the row-4 model (seed 0), 1 its primary, 2 a primary taught by that
-primary, ... The paper's text gives ResNet-101 70.29 -> 72.51 and MobileNet 60.59 -> 62.59 for the first module, while
-its Table 3 gives MobileNet 62.03 -> 64.44: the two disagree; both are shown. (b) The EMA decay: the paper's values,
-each converted to the same share of our run (its horizon printed). (c) $\lambda_{pCons}$: three values of the same
-order of magnitude, the paper's 200 among them. (b) and (c) retrain the row-4 model (a single teacher-student model,
-where alpha and lambda_pCons act).
-""")
-code(r'''
+# %%
 chain = [miou[f"pCE + CRF + pCons seed={seed}"]["student"], miou[f"all four seed={seed}"]["student"]]
 chain += [miou[f"chain {k}"]["student"] for k in range(2, SETTINGS["chain"] + 1)]
 fig5a = pd.DataFrame({"ours": chain, "paper ResNet-101 (text)": [70.29, 72.51] + [None] * (len(chain) - 2),
@@ -462,32 +458,33 @@ for ax, t in zip(axes, "abc"):
     ax.set_ylabel("val mIoU (%)"); ax.set_title(f"Fig. 5({t})")
 fig.tight_layout()
 fig.savefig(figures_dir / "seminar_fig5.png", dpi=100, bbox_inches="tight")
-''')
 
-md(r"""## 8. Summary and results""")
-md(r"""
-**What this run shows** (quick, synthetic benchmark, ResNet column, one CPU; every number is in an output above):
+# %% [markdown]
+# ## 8. Summary and results
 
-* **Table 3 did not hold at quick.** pCE alone scores 70.0 +- 1.5 and all four losses 45.1 +- 3.3 (lower on every
-  seed: 48.7 / 42.3 / 44.1 against 68.9 / 69.5 / 71.7; Section 5's tables). The CRF loss on its own is harmless
-  (pCE + CRF 71.2, one seed), but every row with the pixel consistency loss falls: pCE + pCons 32.6, pCE + CRF + pCons
-  43.9 +- 8.7; the student-student module on top (row 5) is inconclusive against row 4 (45.1 vs 43.9).
-* **The consistency term is a brake in a 500-iteration run.** Fig. 5(b, c) show it directly: the decay whose horizon
-  is under one step (paper 0.99: the teacher is the student, L_pCons ~ 0) scores 71.2, the default 53.7, the longest
-  horizon (0.9999) 37.7; lambda_pCons 50 / 200 / 800 scores 58.4 / 53.7 / 26.0. The more weight on agreeing with a
-  lagging average, the lower the score: the teacher holds the student back before either has learnt the objects. In
-  the paper's 52,920 iterations from ImageNet weights the same shares may act differently; this run does not test it.
-* **Fig. 4's three statements held**, one run each (Section 6): student-student ends above self-generation with the
-  learning rate reset (48.7 vs 42.7), the reset run ends below its pre-pseudo-label score (53.7 -> 42.7), and the
-  unchanged one stays flat (53.6). But the student-student primary itself ends below its ancillary (53.7 -> 48.7), and
-  so does a second module (42.9): Fig. 5(a)'s gain did not hold.
-* **Cost:** 10.6 minutes (the wall-time line, with the appendix), over the 10-minute target by about half a minute; 20
-  trainings of 500 iterations. On one thread a primary model's step took 93 ms; the work beyond its network passes is
-  small: the dense-CRF loss 22.5 ms, the EMA update 0.6 ms, the pseudo-label argmax 0.4 ms (the pieces' table, about
-  25% of the step; step_timing's whole-minus-network difference, 7 ms, is within its noise). The MobileNet column and
-  `full` need a GPU run and have not been run.
-""")
-code(r'''
+# %% [markdown]
+# **What this run shows** (quick, synthetic benchmark, ResNet column, one CPU; every number is in an output above):
+#
+# * **Table 3 did not hold at quick.** pCE alone scores 70.0 +- 1.5 and all four losses 45.1 +- 3.3 (lower on every
+#   seed: 48.7 / 42.3 / 44.1 against 68.9 / 69.5 / 71.7; Section 5's tables). The CRF loss on its own is harmless
+#   (pCE + CRF 71.2, one seed), but every row with the pixel consistency loss falls: pCE + pCons 32.6, pCE + CRF + pCons
+#   43.9 +- 8.7; the student-student module on top (row 5) is inconclusive against row 4 (45.1 vs 43.9).
+# * **The consistency term is a brake in a 500-iteration run.** Fig. 5(b, c) show it directly: the decay whose horizon
+#   is under one step (paper 0.99: the teacher is the student, L_pCons ~ 0) scores 71.2, the default 53.7, the longest
+#   horizon (0.9999) 37.7; lambda_pCons 50 / 200 / 800 scores 58.4 / 53.7 / 26.0. The more weight on agreeing with a
+#   lagging average, the lower the score: the teacher holds the student back before either has learnt the objects. In
+#   the paper's 52,920 iterations from ImageNet weights the same shares may act differently; this run does not test it.
+# * **Fig. 4's three statements held**, one run each (Section 6): student-student ends above self-generation with the
+#   learning rate reset (48.7 vs 42.7), the reset run ends below its pre-pseudo-label score (53.7 -> 42.7), and the
+#   unchanged one stays flat (53.6). But the student-student primary itself ends below its ancillary (53.7 -> 48.7), and
+#   so does a second module (42.9): Fig. 5(a)'s gain did not hold.
+# * **Cost:** 10.6 minutes (the wall-time line, with the appendix), over the 10-minute target by about half a minute; 20
+#   trainings of 500 iterations. On one thread a primary model's step took 93 ms; the work beyond its network passes is
+#   small: the dense-CRF loss 22.5 ms, the EMA update 0.6 ms, the pseudo-label argmax 0.4 ms (the pieces' table, about
+#   25% of the step; step_timing's whole-minus-network difference, 7 ms, is within its noise). The MobileNet column and
+#   `full` need a GPU run and have not been run.
+
+# %%
 wall = clock()
 rec = lambda v, paper, **f: miou_record([x / 100 for x in v] if isinstance(v, list) else v / 100, paper, **f)  # noqa: E731
 summary = {
@@ -508,17 +505,16 @@ summary = {
 print(f"all four: {fmt(t3_values['all four'])}; pCE: {fmt(t3_values['pCE'])} val mIoU over seeds {SEEDS}")
 print(f"wall time of the notebook up to here: {wall:.0f} s ({wall / 60:.1f} min); the appendix below adds about half a minute")
 summary["wall_seconds"] = wall
-''')
 
-md(r"""
-## Appendix: where a Seminar step spends its time
+# %% [markdown]
+# ## Appendix: where a Seminar step spends its time
+#
+# `wsss.experiments.step_timing` times a primary model's step (student forward and backward, teacher and ancillary
+# forwards, the dense-CRF loss, the EMA update) with and without the work that is not a network pass (the CRF loss and
+# the EMA update; the pseudo-labels reused), on one batch, one thread on the CPU, nothing else running. The pieces are
+# timed one by one below it.
 
-`wsss.experiments.step_timing` times a primary model's step (student forward and backward, teacher and ancillary
-forwards, the dense-CRF loss, the EMA update) with and without the work that is not a network pass (the CRF loss and
-the EMA update; the pseudo-labels reused), on one batch, one thread on the CPU, nothing else running. The pieces are
-timed one by one below it.
-""")
-code(r'''
+# %%
 threads = torch.get_num_threads()
 if dev.type == "cpu":
     torch.set_num_threads(1)                       # as each training worker
@@ -537,6 +533,3 @@ print(f"primary model: {timing['full_ms']:.0f} ms a step, {timing['network_ms']:
 summary["step_timing"] = {**timing, "pieces_ms": pieces, "device": dev.type, "threads": n_threads}
 path = write_results(results_dir, "seminar", profile, summary)
 print(f"results: {path}")
-''')
-
-cells.write("seminar")

@@ -1,33 +1,39 @@
-"""Write notebooks/tscd.ipynb from the cells below (unexecuted); publish it with
-``python -m wsss.run_notebooks --publish tscd``. Kept so the notebook's source stays reviewable."""
-from notebook_cells import Cells
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-cells = Cells()
-md, code = cells.md, cells.code
+# %% [markdown]
+# # TSCD: Self Correspondence Distillation, with AFA as its baseline
+#
+# *Self Correspondence Distillation for End-to-End Weakly-Supervised Semantic Segmentation* (Xu et al., AAAI 2023),
+# built on *Learning Affinity from Attention* (AFA, Ru et al., CVPR 2022).
+#
+# Both are **single-stage**: one transformer (MiT) learns the image tags, makes its own pseudo labels from its
+# CAMs on every step, and learns to segment them. AFA refines the CAM label with **PAR** (a pixel-adaptive
+# propagation on the image) and reads the encoder's **self-attention** as a pixel affinity that learns pairs of
+# the label. TSCD keeps AFA's skeleton and adds:
+#
+# * **SCD** (Eq. 3-7): the correlation of the CAM at sampled positions of the image and of a 0.3x view guides
+#   the same correlation of the segmentation logits;
+# * **VARM** (Eq. 8-11): PAR's kernel with a term for the image's local variation, instead of PAR;
+# * **L_equ** (Eq. 12): the CAM of the small view should equal the small CAM; **L_aux** (Eq. 14): AFA's
+#   affinity loss on the attention maps directly; **L_reg**: a dense-CRF energy loss on the prediction.
+#
+# This notebook shows the pieces beside the equations, the refiners' kernels and the CAM correspondences as
+# pictures, trains AFA and TSCD, and puts our numbers beside the paper's Tables 1, 3, 4 and 5.
 
-
-md(r"""
-# TSCD: Self Correspondence Distillation, with AFA as its baseline
-
-*Self Correspondence Distillation for End-to-End Weakly-Supervised Semantic Segmentation* (Xu et al., AAAI 2023),
-built on *Learning Affinity from Attention* (AFA, Ru et al., CVPR 2022).
-
-Both are **single-stage**: one transformer (MiT) learns the image tags, makes its own pseudo labels from its
-CAMs on every step, and learns to segment them. AFA refines the CAM label with **PAR** (a pixel-adaptive
-propagation on the image) and reads the encoder's **self-attention** as a pixel affinity that learns pairs of
-the label. TSCD keeps AFA's skeleton and adds:
-
-* **SCD** (Eq. 3-7): the correlation of the CAM at sampled positions of the image and of a 0.3x view guides
-  the same correlation of the segmentation logits;
-* **VARM** (Eq. 8-11): PAR's kernel with a term for the image's local variation, instead of PAR;
-* **L_equ** (Eq. 12): the CAM of the small view should equal the small CAM; **L_aux** (Eq. 14): AFA's
-  affinity loss on the attention maps directly; **L_reg**: a dense-CRF energy loss on the prediction.
-
-This notebook shows the pieces beside the equations, the refiners' kernels and the CAM correspondences as
-pictures, trains AFA and TSCD, and puts our numbers beside the paper's Tables 1, 3, 4 and 5.
-""")
-
-code(r'''
+# %% tags=["parameters"]
 dataset = "synthetic"      # "synthetic" (generated here, no download), "voc", "coco", "cocostuff10k"
 data_root = None           # folder of the data; None: the cached synthetic benchmark
 profile = "quick"          # "smoke" (tests, seconds), "quick" (laptop CPU, minutes), "full" (one GPU), "paper" (the paper's data)
@@ -41,38 +47,35 @@ alpha = 4.0                # Eq. (9): VARM's smoothing weight
 beta = 0.01                # Eq. (10): VARM's variation weight
 seeds = 0                  # seeds of the central rows; 0: the profile's number (3 at quick)
 workers = 0                # runs trained at once; 0: 2 on a CPU (1 at smoke), 1 on a GPU
-''', tags=["parameters"])
 
-code(r'''
+# %%
 from wsss.notebook import check_parameters, number
 
 params = check_parameters(globals(), {"lambda1": number(0, 10), "lambda2": number(0, 10), "view_scale": number(0.05, 0.95),
                                       "alpha": number(0.01, 100), "beta": number(0, 1), "seeds": number(0, 20, integer=True),
                                       "workers": number(0, 16, integer=True)})
 params
-''')
 
-md(r"""
-## Settings of each profile
+# %% [markdown]
+# ## Settings of each profile
+#
+# All profiles live in `wsss/profiles.py`. `smoke` only proves that every cell runs; `quick` is the committed run on
+# a 2-core CPU; `full` the same experiments on one GPU; `paper` the paper's MiT-B1 on VOC. A miniature keeps the
+# paper's proportions: classification alone for the first 10% of the iterations (AFA: 2000 of 20k, a shared
+# warm-up), the LR warm-up 7.5% (1500), AFA's switch to the walked CAM at 30% (6000), and the maps' sizes in
+# proportion to the paper's 32 x 32 map of a 512 px crop at stride 16: at 64 px we use output stride 8 (an 8 x 8
+# map) and scale the pair window (radius 8 -> 2), the SCD samples per side (40 -> 10) and the PAR / VARM dilations
+# (1-24 on the 256 px half-resolution image -> 1-3 on 32 px). The next cell prints them.
+#
+# **Stand-in for ImageNet.** There are no ImageNet weights here. AFA's network is first trained on the tags alone
+# (its own global-max-pooling classifier, `cls_steps` iterations), and every run starts from that encoder and
+# classifier. Section 2 prints how good its CAM labels are and shows them: on this benchmark a small MiT trained
+# from scratch puts its CAM on the objects' discriminative parts (the coloured dots), so the labels start small.
+# (In probes outside this notebook, one seed each: the other notebooks' GAP classifier gave this MiT CAM labels of
+# 12% train mIoU against 29% for the GMP one; and the paper's learning rate 6e-5 gave TSCD / AFA 11.9 / 10.7 val
+# mIoU after 300 iterations against 16.5 / 15.7 at 6e-4, so quick and full use 6e-4; `paper` keeps 6e-5.)
 
-All profiles live in `wsss/profiles.py`. `smoke` only proves that every cell runs; `quick` is the committed run on
-a 2-core CPU; `full` the same experiments on one GPU; `paper` the paper's MiT-B1 on VOC. A miniature keeps the
-paper's proportions: classification alone for the first 10% of the iterations (AFA: 2000 of 20k, a shared
-warm-up), the LR warm-up 7.5% (1500), AFA's switch to the walked CAM at 30% (6000), and the maps' sizes in
-proportion to the paper's 32 x 32 map of a 512 px crop at stride 16: at 64 px we use output stride 8 (an 8 x 8
-map) and scale the pair window (radius 8 -> 2), the SCD samples per side (40 -> 10) and the PAR / VARM dilations
-(1-24 on the 256 px half-resolution image -> 1-3 on 32 px). The next cell prints them.
-
-**Stand-in for ImageNet.** There are no ImageNet weights here. AFA's network is first trained on the tags alone
-(its own global-max-pooling classifier, `cls_steps` iterations), and every run starts from that encoder and
-classifier. Section 2 prints how good its CAM labels are and shows them: on this benchmark a small MiT trained
-from scratch puts its CAM on the objects' discriminative parts (the coloured dots), so the labels start small.
-(In probes outside this notebook, one seed each: the other notebooks' GAP classifier gave this MiT CAM labels of
-12% train mIoU against 29% for the GMP one; and the paper's learning rate 6e-5 gave TSCD / AFA 11.9 / 10.7 val
-mIoU after 300 iterations against 16.5 / 15.7 at 6e-4, so quick and full use 6e-4; `paper` keeps 6e-5.)
-""")
-
-code(r'''
+# %%
 import copy
 import tempfile
 import time
@@ -140,58 +143,55 @@ print(f"maps: a {crop} px crop at output stride {os_} -> a {map_1} x {map_1} CAM
       f"{SETTINGS['samples']} x {SETTINGS['samples']}, refiner dilations {SETTINGS['dilations']}")
 print(f"test CRF bilateral {CRF_BILATERAL}; L_reg sigma_xy {REG_SIGMA_XY} px at full resolution (x0.5 at half); refiner of TSCD: {VARM}"
       + ("" if (alpha, beta) == (4.0, 0.01) else f" (alpha {alpha}, beta {beta})"))
-''')
 
-code(r'''
+# %%
 root, train_raw, val_set = open_data(dataset, data_root, profile, seed)    # no transform: labels are scored on whole images
 train_set = copy.copy(train_raw)                                           # the same images, with AFA's training transform
 train_set.transform = TrainTransform(crop, scale=(0.5, 2.0))               # random scale 0.5-2.0, flip, crop (255 outside)
 names, C = train_raw.class_names, train_raw.num_classes
 eval_batch = 16 if dataset == "synthetic" else 1
 print(f"data: {root}; {len(train_raw)} train and {len(val_set)} val images; classes: {names}")
-''')
 
-md(r"""
-## 1. The pieces beside the equations
+# %% [markdown]
+# ## 1. The pieces beside the equations
+#
+# **AFA's network and labels.** The MiT encoder feeds a global-max-pooling classifier (its CAM), the SegFormer
+# MLP decoder, and - from the attention logits $qk^T$ of the last stage's blocks - the affinity head. The pseudo
+# label: the CAM with a constant background 0.55 and 0.35, each refined, then "both say background -> 0,
+# the high one says background -> 255".
 
-**AFA's network and labels.** The MiT encoder feeds a global-max-pooling classifier (its CAM), the SegFormer
-MLP decoder, and - from the attention logits $qk^T$ of the last stage's blocks - the affinity head. The pseudo
-label: the CAM with a constant background 0.55 and 0.35, each refined, then "both say background -> 0,
-the high one says background -> 255".
-""")
-code(r'''
+# %%
 show_source(afa.AFANet.forward, afa.two_background_label)
-''')
-md(r"""
-**PAR, PAMR and VARM** share one core: $P_i \leftarrow \sum_j k_{ij} P_j$ over 8 neighbours at each dilation,
-10 times (Eq. 11). They differ in the kernel. VARM (Eq. 8-10):
-$k_{ij} = \mathrm{softmax}_j\big(-(\alpha |I_i - I_j|)^2/\sigma_i^2\big) - \beta\,\mathrm{softmax}_j(\mathcal{V}_j)$ with
-$\mathcal{V}$ the squared differences to the left and the lower pixel (Eq. 8). The released code takes the
-down and right differences at each neighbour instead; we implement the paper's.
-""")
-code(r'''
+
+# %% [markdown]
+# **PAR, PAMR and VARM** share one core: $P_i \leftarrow \sum_j k_{ij} P_j$ over 8 neighbours at each dilation,
+# 10 times (Eq. 11). They differ in the kernel. VARM (Eq. 8-10):
+# $k_{ij} = \mathrm{softmax}_j\big(-(\alpha |I_i - I_j|)^2/\sigma_i^2\big) - \beta\,\mathrm{softmax}_j(\mathcal{V}_j)$ with
+# $\mathcal{V}$ the squared differences to the left and the lower pixel (Eq. 8). The released code takes the
+# down and right differences at each neighbour instead; we implement the paper's.
+
+# %%
 show_source(par.propagate, par.par_kernel, par.image_variation, par.varm_kernel)
-''')
-md(r"""
-**SCD (Eq. 3-7).** $\mathcal{M}$ = cosine of the (no-gradient, min-max) CAMs at sampled positions of the image
-and of the 0.3x view, $\mathcal{S}$ the same for the segmentation logits; $\mathcal{L}_{SCD} = -\sum \mathcal{M}\max(\mathcal{S}, 0)$.
-**The step (Eq. 15):** $\lambda_1(\mathcal{L}_{SCD} + \mathcal{L}_{seg} + \mathcal{L}_{equ} + \mathcal{L}_{aux}) + \lambda_2 \mathcal{L}_{reg} + \lambda_3 \mathcal{L}_{cls}$.
-Two readings are ours and stated in the code: Eq. (14) as printed swaps $R^+$ and $R^-$ (it would push same-class
-pairs apart), so we use AFA's loss, which the paper says it adopts; and the released code computes $\mathcal{L}_{equ}$
-without gradient, while we implement Eq. (12) with it (on the ReLU'd, min-max normalised CAMs the code compares). L_reg's weight is the public code's 1e-7 on the energy summed
-per image, converted to our per-pixel mean (docstring of `REG_WEIGHT`).
-""")
-code(r'''
+
+# %% [markdown]
+# **SCD (Eq. 3-7).** $\mathcal{M}$ = cosine of the (no-gradient, min-max) CAMs at sampled positions of the image
+# and of the 0.3x view, $\mathcal{S}$ the same for the segmentation logits; $\mathcal{L}_{SCD} = -\sum \mathcal{M}\max(\mathcal{S}, 0)$.
+# **The step (Eq. 15):** $\lambda_1(\mathcal{L}_{SCD} + \mathcal{L}_{seg} + \mathcal{L}_{equ} + \mathcal{L}_{aux}) + \lambda_2 \mathcal{L}_{reg} + \lambda_3 \mathcal{L}_{cls}$.
+# Two readings are ours and stated in the code: Eq. (14) as printed swaps $R^+$ and $R^-$ (it would push same-class
+# pairs apart), so we use AFA's loss, which the paper says it adopts; and the released code computes $\mathcal{L}_{equ}$
+# without gradient, while we implement Eq. (12) with it (on the ReLU'd, min-max normalised CAMs the code compares). L_reg's weight is the public code's 1e-7 on the energy summed
+# per image, converted to our per-pixel mean (docstring of `REG_WEIGHT`).
+
+# %%
 show_source(tscd.scd_loss, tscd.equ_loss, tscd.TSCD.forward)
-''')
 
-md(r"""
-## 2. The stand-in classifier, and the refiners on one image
+# %% [markdown]
+# ## 2. The stand-in classifier, and the refiners on one image
+#
+# AFA's network trained on the tags alone; then, on the train images, the quality of its CAM label unrefined and
+# refined by each refiner (mIoU against the train masks where the label says something, and the share it labels).
 
-AFA's network trained on the tags alone; then, on the train images, the quality of its CAM label unrefined and
-refined by each refiner (mIoU against the train masks where the label says something, and the share it labels).
-""")
-code(r'''
+# %%
 workdir = Path(tempfile.mkdtemp(prefix="tscd-"))
 t0 = time.perf_counter()
 init = {}
@@ -209,9 +209,8 @@ mit_tags.dilations, mit_tags.kernel_args = SETTINGS["dilations"], KERNEL_ARGS
 REFINERS = [None, "pamr", "par", "varm-rgb", VARM]
 start_quality = tscd_runs.refiner_quality(mit_tags, train_raw, REFINERS, TRAIN_MASKS, device=dev, batch_size=eval_batch)
 pd.DataFrame({str(r): {"mIoU where labelled": 100 * q["miou"], "labelled %": 100 * q["labelled"]} for r, q in start_quality.items()}).T.round(1)
-''')
 
-code(r'''
+# %%
 shown = collate([train_raw[i] for i in range(4)])
 images, tags = shown["image"].to(dev), shown["labels"].to(dev)
 cams = mit_tags.cams(images, tags)
@@ -235,13 +234,12 @@ for ax in axes.flat:
     ax.axis("off")
 fig.tight_layout()
 fig.savefig(figures_dir / "tscd_refiners.png", dpi=100, bbox_inches="tight")
-''')
 
-md(r"""
-**CAM correspondences (Eq. 3-5) as pictures.** For one point of the image (the cross), the cosine of its CAM
-vector with every position of the 0.3x view: SCD asks the segmentation logits to be similar where this is high.
-""")
-code(r'''
+# %% [markdown]
+# **CAM correspondences (Eq. 3-5) as pictures.** For one point of the image (the cross), the cosine of its CAM
+# vector with every position of the 0.3x view: SCD asks the segmentation logits to be similar where this is high.
+
+# %%
 with torch.no_grad():
     mit_tags.eval()
     view = tscd.rescaled_view(images, view_scale)
@@ -266,19 +264,18 @@ for ax in axes.flat:
 fig.tight_layout()
 fig.savefig(figures_dir / "tscd_correspondence.png", dpi=100, bbox_inches="tight")
 print(f"CAM maps: {n1} x {n1} (image), {n2} x {n2} (view)")
-''')
 
-md(r"""
-## 3. The trainings
+# %% [markdown]
+# ## 3. The trainings
+#
+# Every run starts from the stand-in classifier and shares its first `cls_only` iterations (classification only)
+# with the other runs of its seed and backbone: AFA and every TSCD variant build the same modules, so they resume
+# from one warm-up. Table 3 switches TSCD's components on one at a time; Table 4 trains TSCD's losses on a ResNet
+# (no attention, so no L_aux: "R-Base" = VARM labels + L_seg + L_equ + L_reg, "R-SCD" adds SCD), and TSCD without
+# SCD; Table 5 trains the baseline with each refiner when `table5_runs` is set (else Section 6 scores the refiners'
+# pseudo labels instead, a different quantity). The central comparison, AFA vs TSCD, runs every seed.
 
-Every run starts from the stand-in classifier and shares its first `cls_only` iterations (classification only)
-with the other runs of its seed and backbone: AFA and every TSCD variant build the same modules, so they resume
-from one warm-up. Table 3 switches TSCD's components on one at a time; Table 4 trains TSCD's losses on a ResNet
-(no attention, so no L_aux: "R-Base" = VARM labels + L_seg + L_equ + L_reg, "R-SCD" adds SCD), and TSCD without
-SCD; Table 5 trains the baseline with each refiner when `table5_runs` is set (else Section 6 scores the refiners'
-pseudo labels instead, a different quantity). The central comparison, AFA vs TSCD, runs every seed.
-""")
-code(r'''
+# %%
 OUT = ["seg", "seg + CRF"]
 predict_args = dict(crf_bilateral=CRF_BILATERAL)
 common = dict(train_set=train_set, val_set=val_set, predictor=tscd_runs.predictor, predictor_args=predict_args,
@@ -322,9 +319,8 @@ grid_seconds = time.perf_counter() - t0
 miou = {name: {k: 100 * v for k, v in r["miou"].items()} for name, r in results.items()}
 print(f"stand-in classifiers {pretrain_seconds:.0f} s; shared warm-ups ({SETTINGS['cls_only']} iterations, {len(warm)}) "
       f"{warmup_seconds:.0f} s; {len(runs)} runs of {steps} iterations in {grid_seconds:.0f} s ({WORKERS} at once, one thread each)")
-''')
 
-code(r'''
+# %%
 fig, axes = plt.subplots(1, 3, figsize=(12, 3))
 for name in (f"AFA seed={seed}", f"TSCD seed={seed}", "Baseline"):
     h = results[name]["history"]
@@ -337,15 +333,15 @@ axes[2].axvline(SETTINGS["walk_from"], color="tab:blue", lw=0.8, ls="--")
 axes[0].legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(figures_dir / "tscd_training.png", dpi=100, bbox_inches="tight")
-''')
 
-md(r"""
-## 4. Table 1's pair and Table 3: the components
 
-Val mIoU (%), multi-scale (1, 0.5, 0.75) with flips and max fusion as AFA's evaluation; "+ CRF" adds the dense CRF.
-The central rows (AFA, TSCD) are mean +- std over the seeds; the other rows are one seed (the first).
-""")
-code(r'''
+# %% [markdown]
+# ## 4. Table 1's pair and Table 3: the components
+#
+# Val mIoU (%), multi-scale (1, 0.5, 0.75) with flips and max fusion as AFA's evaluation; "+ CRF" adds the dense CRF.
+# The central rows (AFA, TSCD) are mean +- std over the seeds; the other rows are one seed (the first).
+
+# %%
 def per_seed(row, out="seg"):
     return [miou[f"{row} seed={s}"][out] for s in SEEDS]
 
@@ -370,15 +366,14 @@ t3 = pd.DataFrame({row: dict(zip(("VARM", "SCD", "L_aux", "L_equ"), T3_ROWS[row]
                    for row, v in t3_values.items()}).T
 display(t3)
 print(ordering_verdict(t3_values, PAPER_T3, what="Table 3 (TSCD over its seeds, the others one seed)"))
-''')
 
-md(r"""
-## 5. Table 4: SCD on other backbones
+# %% [markdown]
+# ## 5. Table 4: SCD on other backbones
+#
+# The ResNet rows use TSCD's losses without L_aux (a ResNet has no attention): R-Base = VARM label, L_seg, L_equ,
+# L_reg; R-SCD adds SCD. Our ResNet is the profile's small one (`resnet` in the settings), not ResNet-101.
 
-The ResNet rows use TSCD's losses without L_aux (a ResNet has no attention): R-Base = VARM label, L_seg, L_equ,
-L_reg; R-SCD adds SCD. Our ResNet is the profile's small one (`resnet` in the settings), not ResNet-101.
-""")
-code(r'''
+# %%
 PAPER_T4 = {"R-Base": 53.5, "R-SCD": 56.5, "WR38-Base": 56.2, "WR38-SCD": 59.1, "TSCD w/o SCD": 63.9, "TSCD": 65.0}
 t4_values = {row: central["TSCD"]["seg"] if row == "TSCD" else [miou[row]["seg"]] for row in PAPER_T4 if row == "TSCD" or row in miou}
 t4 = pd.DataFrame({row: {"backbone": BACKBONE["mit" if row.startswith("TSCD") else "resnet" if row.startswith("R-") else "wr38"],
@@ -390,17 +385,16 @@ for a, b in (("R-SCD", "R-Base"), ("WR38-SCD", "WR38-Base"), ("TSCD", "TSCD w/o 
               f"{mean_std(t4_values[b])[0]:.1f}; paper {PAPER_T4[a]} vs {PAPER_T4[b]})")
 if not SETTINGS["wr38_runs"]:
     print("WR38 rows: not run at this profile (full and paper run them).")
-''')
 
-md(r"""
-## 6. Table 5: the refiners
+# %% [markdown]
+# ## 6. Table 5: the refiners
+#
+# Each row of the paper is a model trained with that refiner (the baseline otherwise). When the profile trains
+# them (`table5_runs`), the table is val mIoU of those models. Otherwise it is **pseudo-label quality**: the
+# trained baseline's CAMs on the train images, refined by each refiner, scored against the train masks where the
+# label says something - a different quantity from the paper's, labelled as such.
 
-Each row of the paper is a model trained with that refiner (the baseline otherwise). When the profile trains
-them (`table5_runs`), the table is val mIoU of those models. Otherwise it is **pseudo-label quality**: the
-trained baseline's CAMs on the train images, refined by each refiner, scored against the train masks where the
-label says something - a different quantity from the paper's, labelled as such.
-""")
-code(r'''
+# %%
 PAPER_T5 = {"Baseline": 47.2, "PAMR": 54.3, "PAR": 54.9, "VARM k_rgb only": 55.0, "VARM": 56.8}
 REFINER_ROW = {None: "Baseline", "pamr": "PAMR", "par": "PAR", "varm-rgb": "VARM k_rgb only", VARM: "VARM"}
 if SETTINGS["table5_runs"]:
@@ -420,31 +414,32 @@ t5 = pd.DataFrame({row: {"ours": v, "labelled %": t5_labelled.get(row, np.nan), 
 print(f"Table 5 here: {t5_kind}")
 display(t5.round(1))
 print(ordering_verdict(t5_values, PAPER_T5, what=f"Table 5 ({t5_kind})"))
-''')
 
-md(r"""## 7. Summary and results""")
-md(r"""
-**What this run shows** (quick, synthetic benchmark, one CPU; every number is in an output above):
+# %% [markdown]
+# ## 7. Summary and results
 
-* **The stand-in's CAMs are small.** Our MiT, trained from scratch on the tags, puts its CAM on the objects'
-  discriminative parts (Section 2's figure), and its label scores 28.3 train mIoU unrefined; each refiner
-  *lowers* it (24.8-25.7, Section 2's table): propagating small peaks over a 32 px half-resolution image shrinks
-  them. Every val number here is therefore far below the paper's (Section 4): this run tests orderings, not levels.
-* **Table 1 held:** TSCD 16.5 +- 0.7 vs AFA 13.7 +- 1.3 (seg), 15.8 vs 13.7 with the CRF, and TSCD is above AFA on
-  each of the three seeds (the per-seed table in Section 4).
-* **Table 3 did not hold:** the unrefined baseline is the best row (21.5); VARM (20.1), SCD (19.1), L_aux (19.4)
-  and L_equ (TSCD, 16.5) each lower it or leave it within about a point. VARM's loss matches Table 5's
-  label quality (the refiners lower the labels here); L_equ costs about 3 points (19.4 -> 16.5), also in Table 4
-  (TSCD w/o SCD 18.6 keeps L_equ and L_aux, yet is above TSCD).
-* **Table 4:** R-SCD 24.3 vs R-Base 23.3 held by one point on one seed (within what seeds move here); TSCD vs TSCD
-  w/o SCD did not hold (16.5 vs 18.6). The ResNet rows beat every MiT row, as their stand-in CAMs are better.
-* **Table 5** here is pseudo-label quality, not trained models: among the refiners VARM is best (25.1; k_rgb only
-  24.9, PAMR 24.7, PAR 24.5), the paper's order except PAR/PAMR, but the unrefined label (27.2) beats them all.
-* **Cost:** the wall time and the step's split are printed in Section 7 and the appendix; the label CAM pass
-  (three scales with flips) is most of what `step_timing` strips, and the work beyond all network passes
-  is the appendix's last line.
-""")
-code(r'''
+# %% [markdown]
+# **What this run shows** (quick, synthetic benchmark, one CPU; every number is in an output above):
+#
+# * **The stand-in's CAMs are small.** Our MiT, trained from scratch on the tags, puts its CAM on the objects'
+#   discriminative parts (Section 2's figure), and its label scores 28.3 train mIoU unrefined; each refiner
+#   *lowers* it (24.8-25.7, Section 2's table): propagating small peaks over a 32 px half-resolution image shrinks
+#   them. Every val number here is therefore far below the paper's (Section 4): this run tests orderings, not levels.
+# * **Table 1 held:** TSCD 16.5 +- 0.7 vs AFA 13.7 +- 1.3 (seg), 15.8 vs 13.7 with the CRF, and TSCD is above AFA on
+#   each of the three seeds (the per-seed table in Section 4).
+# * **Table 3 did not hold:** the unrefined baseline is the best row (21.5); VARM (20.1), SCD (19.1), L_aux (19.4)
+#   and L_equ (TSCD, 16.5) each lower it or leave it within about a point. VARM's loss matches Table 5's
+#   label quality (the refiners lower the labels here); L_equ costs about 3 points (19.4 -> 16.5), also in Table 4
+#   (TSCD w/o SCD 18.6 keeps L_equ and L_aux, yet is above TSCD).
+# * **Table 4:** R-SCD 24.3 vs R-Base 23.3 held by one point on one seed (within what seeds move here); TSCD vs TSCD
+#   w/o SCD did not hold (16.5 vs 18.6). The ResNet rows beat every MiT row, as their stand-in CAMs are better.
+# * **Table 5** here is pseudo-label quality, not trained models: among the refiners VARM is best (25.1; k_rgb only
+#   24.9, PAMR 24.7, PAR 24.5), the paper's order except PAR/PAMR, but the unrefined label (27.2) beats them all.
+# * **Cost:** the wall time and the step's split are printed in Section 7 and the appendix; the label CAM pass
+#   (three scales with flips) is most of what `step_timing` strips, and the work beyond all network passes
+#   is the appendix's last line.
+
+# %%
 wall = clock()
 rec = lambda v, paper, **f: miou_record([x / 100 for x in v] if isinstance(v, list) else v / 100, paper, **f)  # noqa: E731
 summary = {
@@ -465,17 +460,16 @@ print(f"TSCD: {fmt(central['TSCD']['seg'])} (+ CRF {fmt(central['TSCD']['seg + C
       f"(+ CRF {fmt(central['AFA']['seg + CRF'])}) mIoU on val over seeds {SEEDS}")
 print(f"wall time of the notebook up to here: {wall:.0f} s ({wall / 60:.1f} min); the appendix below adds about a minute")
 summary["wall_seconds"] = wall
-''')
 
-md(r"""
-## Appendix: where a TSCD step spends its time
+# %% [markdown]
+# ## Appendix: where a TSCD step spends its time
+#
+# `wsss.experiments.step_timing` times a step with and without its label work on one batch (one thread on the CPU,
+# nothing else running); without it the step reuses the last labels, so what it strips is the label CAM pass
+# (three scales with flips, no gradient: a network pass) plus the work beyond the network passes - VARM, the
+# affinity pair labels, SCD's sampling, L_reg's dense-CRF energy. The pieces, timed one by one, separate the two.
 
-`wsss.experiments.step_timing` times a step with and without its label work on one batch (one thread on the CPU,
-nothing else running); without it the step reuses the last labels, so what it strips is the label CAM pass
-(three scales with flips, no gradient: a network pass) plus the work beyond the network passes - VARM, the
-affinity pair labels, SCD's sampling, L_reg's dense-CRF energy. The pieces, timed one by one, separate the two.
-""")
-code(r'''
+# %%
 threads = torch.get_num_threads()
 if dev.type == "cpu":
     torch.set_num_threads(1)                       # as each training worker
@@ -501,6 +495,3 @@ for name, t in timing.items():
 summary["step_timing"] = {**timing, "pieces_ms": pieces, "device": dev.type, "threads": n_threads}
 path = write_results(results_dir, "tscd", profile, summary)
 print(f"results: {path}")
-''')
-
-cells.write("tscd")
