@@ -146,9 +146,26 @@ def test_compare_prints_what_changed_with_the_seeds_spread(tmp_path, capsys):
     assert rows[0]["change"] == pytest.approx(0.03) and rows[0]["seeds' std"] == 0.02
     (tmp_path / "new.json").write_text(json.dumps(new))
     (tmp_path / "old.json").write_text(json.dumps(old))
-    main([str(tmp_path / "new.json"), str(tmp_path / "old.json")])
+    assert main([str(tmp_path / "new.json"), str(tmp_path / "old.json")]) == 1
     out = capsys.readouterr().out
-    assert "2 numbers differ" in out and "table5[0].miou" in out and "wall_time" not in out
+    assert "2 of 4 numbers differ; the first: table5[0].miou (0.5 committed, 0.53 this run)" in out
+    assert "wall_time" not in out and "identical" not in out
+    assert main([str(tmp_path / "old.json"), str(tmp_path / "old.json")]) == 0
+    assert "identical: all 3 numbers match" in capsys.readouterr().out
+
+
+def test_compare_says_whether_the_benchmark_and_the_machine_were_the_same(tmp_path, capsys):
+    from wsss.compare import main
+
+    meta = {"data": {"sha256": "a" * 64}, "reproducible": {"enabled": True, "processor": "X", "aten_capability": "AVX2"}}
+    other = {"data": {"sha256": "b" * 64}, "reproducible": {"enabled": False, "processor": "Y", "aten_capability": "AVX512"}}
+    (tmp_path / "new.json").write_text(json.dumps({"miou": 0.5, "meta": meta}))
+    (tmp_path / "old.json").write_text(json.dumps({"miou": 0.5, "meta": other}))
+    assert main([str(tmp_path / "new.json"), str(tmp_path / "old.json")]) == 0
+    out = capsys.readouterr().out
+    assert "benchmark: DIFFERENT (fingerprint aaaaaaaaaaaaaaaa vs bbbbbbbbbbbbbbbb)" in out
+    assert "processor: X (committed: Y)" in out and "reproducible mode: on (committed: off)" in out
+    assert "ATen CPU path: AVX2 (committed: AVX512)" in out and "identical" in out
 
 
 def test_basics_runs_on_any_voc_layout_folder(tmp_path, photo_folder, monkeypatch):

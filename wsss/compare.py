@@ -6,6 +6,10 @@
 
 Timings, the machine's description and other bookkeeping are left out; a row measured over several
 seeds shows its standard deviation beside the change, so a reader can tell a real change from noise.
+It says "identical" when every number matches, and otherwise names the first difference; before the
+numbers it says whether the two runs saw the same benchmark (its fingerprint), the same processor and
+the reproducible mode (``meta``), so a reader can tell a different benchmark from a different machine.
+Exit status: 0 identical, 1 different.
 """
 from __future__ import annotations
 
@@ -48,6 +52,33 @@ def differences(new: dict, old: dict, *, tolerance: float = 1e-9) -> list[dict]:
     return rows
 
 
+def context(new_meta: dict, old_meta: dict) -> list[str]:
+    """Lines saying where the two runs differ in what they ran on: benchmark, processor, code paths."""
+    lines = []
+    data_new, data_old = new_meta.get("data", {}), old_meta.get("data", {})
+    if data_new.get("sha256") and data_old.get("sha256"):
+        same = data_new["sha256"] == data_old["sha256"]
+        lines.append(f"benchmark: {'the same' if same else 'DIFFERENT'} (fingerprint {data_new['sha256'][:16]}"
+                     + ("" if same else f" vs {data_old['sha256'][:16]}") + ")")
+    else:
+        lines.append("benchmark: no fingerprint in " + ("either json" if not (data_new or data_old) else
+                                                          "the committed json" if not data_old else "this run's json"))
+    rep_new, rep_old = new_meta.get("reproducible", {}), old_meta.get("reproducible", {})
+    for what, key in (("processor", "processor"), ("ATen CPU path", "aten_capability"), ("oneDNN ISA", "onednn_isa")):
+        a, b = rep_new.get(key), rep_old.get(key)
+        lines.append(f"{what}: {a or '?'}" + ("" if a == b else f" (committed: {b or 'not recorded'})"))
+    on = lambda r: "on" if r.get("enabled") else "off" if r else "not recorded"  # noqa: E731
+    lines.append(f"reproducible mode: {on(rep_new)}" + ("" if on(rep_new) == on(rep_old) else f" (committed: {on(rep_old)})"))
+    for key in ("torch", "python"):
+        if new_meta.get(key) != old_meta.get(key):
+            lines.append(f"{key}: {new_meta.get(key)} (committed: {old_meta.get(key)})")
+    return lines
+
+
+def _plain(x) -> str:
+    return "absent" if x is None else f"{x:.6g}"
+
+
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:+.4f}" if isinstance(x, float) and abs(x) < 1 else f"{x:.4g}"
 
@@ -68,15 +99,24 @@ def main(argv: list[str] | None = None) -> int:
     for path in (new, old):
         if not path.is_file():
             parser.error(f"{path} does not exist (run the notebook first: python -m wsss.run_notebooks {args.new})")
-    rows = differences(json.loads(new.read_text()), json.loads(old.read_text()))
-    print(f"{new}\n  vs {old}: {len(rows)} numbers differ")
+    new_json, old_json = json.loads(new.read_text()), json.loads(old.read_text())
+    rows = differences(new_json, old_json)
+    compared = sum(1 for _ in _leaves(new_json))
+    print(f"{new}\n  vs {old}")
+    for line in context(new_json.get("meta", {}), old_json.get("meta", {})):
+        print(f"  {line}")
+    if not rows:
+        print(f"  identical: all {compared} numbers match")
+        return 0
+    print(f"  {len(rows)} of {compared} numbers differ; the first: {rows[0]['what']} "
+          f"({_plain(rows[0]['committed'])} committed, {_plain(rows[0]['this run'])} this run)")
     width = max([len(r["what"]) for r in rows] + [4])
     if rows:
         print(f"  {'what':<{width}}  {'committed':>10}  {'this run':>10}  {'change':>9}  seeds' std")
     for r in rows:
         print(f"  {r['what']:<{width}}  {_fmt(r['committed']):>10}  {_fmt(r['this run']):>10}  {_fmt(r['change']):>9}  "
               f"{_fmt(r['seeds' + chr(39) + ' std'])}")
-    return 0
+    return 1
 
 
 if __name__ == "__main__":

@@ -18,10 +18,12 @@ from typing import Any, Callable
 import torch
 
 from .data import DATASETS, DatasetError, build_dataset
+from .data.fingerprint import fingerprint
 from .data.synthetic import ensure_benchmark
 from .data.resized import ensure_resized, profile_image_px
 from .data.tags import describe_tags, tag_report
 from .profiles import BENCHMARK, PROFILES as NOTEBOOK_PROFILES, default_workers, head_dilation, pixels, profile_settings, scaled_bilateral  # noqa: F401
+from . import reproducible
 from .records import mean_std, miou_record, ordering_verdict, pair_verdict  # noqa: F401
 
 # Names IPython puts in a kernel's namespace by itself.
@@ -158,7 +160,12 @@ def open_data(dataset: str, data_root, profile: str, seed: int, *, train_transfo
         val = build_dataset("voc", copy, val_split)
         root = copy
     print(describe_tags(tag_report(train)))
+    _OPENED["root"] = root
     return root, train, val
+
+
+# the data folder the notebook opened last (open_data): its fingerprint goes into the results json
+_OPENED: dict = {}
 
 
 def run_folder(notebook: str, profile: str) -> Path:
@@ -203,10 +210,15 @@ def write_atomic(path: Path, text: str) -> Path:
 
 def write_results(results_dir: Path, notebook: str, profile: str, payload: dict) -> Path:
     """Write results/<notebook>-<profile>.json with the numbers plus where and how they were made
-    (atomically: a failed write leaves the previous file as it was)."""
+    (atomically: a failed write leaves the previous file as it was). ``meta`` records the versions, the
+    processor and the code paths of the reproducible mode (:func:`wsss.reproducible.describe`) and the
+    fingerprint of the data folder :func:`open_data` opened (:mod:`wsss.data.fingerprint`)."""
     meta = {"notebook": notebook, "profile": profile, "torch": torch.__version__, "python": platform.python_version(),
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-            "cpu_threads": torch.get_num_threads(), "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "cpu_threads": torch.get_num_threads(), "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "reproducible": reproducible.describe()}
+    if _OPENED.get("root") is not None:
+        meta["data"] = {"root": Path(_OPENED["root"]).name, **fingerprint(_OPENED["root"])}
     text = json.dumps({**payload, "meta": meta}, indent=1, default=float) + "\n"
     return write_atomic(Path(results_dir) / f"{notebook}-{profile}.json", text)
 

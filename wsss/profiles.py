@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+from . import reproducible
+
 PHOTO_PX = 500          # the papers' kernel widths are in pixels of VOC photos, about 500 x 375
 PROFILES = ("smoke", "quick", "full", "paper")
 # the synthetic benchmark's size at each notebook profile (None: the paper's real data)
@@ -220,7 +222,10 @@ def head_dilation(crop: int, dilation: int = 12, paper_crop: int = 321) -> int:
 
 def default_workers(device_type: str, profile: str) -> int:
     """Runs trained at once by :func:`wsss.experiments.run_grid`: one on a GPU (it is busy already) and
-    at smoke (spawning costs more than it saves), else up to two CPU processes of one thread each."""
+    at smoke (spawning costs more than it saves), else up to two CPU processes of one thread each (two
+    in the reproducible mode whatever the number of cores, so every machine splits the work alike)."""
     if device_type == "cuda" or profile == "smoke":
         return 1
+    if reproducible.enabled():      # the same runs on every machine: two workers, one thread each
+        return 2
     return max(1, min(2, os.cpu_count() or 1))

@@ -16,6 +16,8 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
+from .. import reproducible
+
 
 def _call_in_worker(fn: Callable, config: dict, threads: int) -> Any:
     torch.set_num_threads(threads)
@@ -47,7 +49,8 @@ def run_grid(fn: Callable[..., Any], configs: dict[str, dict], *, workers: int =
             for name, config in configs.items():
                 done(name, lambda: fn(**config))
         else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
+            # one thread a worker in the reproducible mode (a sum's order depends on the thread count)
+            threads = 1 if reproducible.enabled() else max(1, (os.cpu_count() or 1) // workers)
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
             try:
                 futures = {pool.submit(_call_in_worker, fn, config, threads): name for name, config in configs.items()}
