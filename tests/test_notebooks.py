@@ -400,15 +400,16 @@ def test_a_run_never_writes_over_committed_outputs_and_profiles_keep_their_own_f
 def test_checkpoints_live_in_the_run_folder_and_a_killed_runs_files_are_cleared(tmp_path, monkeypatch):
     from wsss import notebook
 
-    monkeypatch.setattr(notebook, "repo_root", lambda: tmp_path)
     monkeypatch.setenv("WSSS_SCRATCH", "")                       # restored after the test
-    first = notebook.scratch_folder("asdt", "quick")
-    assert first == tmp_path / "runs" / "asdt-quick" / "checkpoints" and os.environ["WSSS_SCRATCH"] == str(first)
+    results, _ = output_dirs(tmp_path / "run", "asdt", "quick")
+    first = notebook.scratch_folder(results.parent, "asdt", "quick")
+    assert first == tmp_path / "run" / "checkpoints" / "asdt-quick" and os.environ["WSSS_SCRATCH"] == str(first)
     (first / "warm.pt").write_bytes(b"left by a killed run")
-    again = notebook.scratch_folder("asdt", "quick")
+    again = notebook.scratch_folder(results.parent, "asdt", "quick")
     assert again == first and not (first / "warm.pt").exists()
     (first / ".wsss-checkpoints").unlink()
     (first / "mine.txt").write_text("not the package's")
     with pytest.raises(FileExistsError, match="holds files wsss did not put there"):
-        notebook.scratch_folder("asdt", "quick")
+        notebook.scratch_folder(results.parent, "asdt", "quick")
     assert (first / "mine.txt").read_text() == "not the package's"
+    assert "/checkpoints/" in (ROOT / ".gitignore").read_text().split()      # a publish's base is the repository

@@ -219,12 +219,14 @@ def tracked_files(folder: Path, patterns: list[str]) -> list[str]:
     return out.stdout.split() if out.returncode == 0 else []
 
 
-def scratch_folder(notebook: str, profile: str) -> Path:
-    """An empty folder for a run's checkpoints: runs/<notebook>-<profile>/checkpoints/ (git-ignored),
-    emptied first of what an earlier, killed run left there. The notebook removes it when it ends; a
-    killed run leaves it here, in a known place, until the next run of the notebook."""
+def scratch_folder(base: Path, notebook: str, profile: str) -> Path:
+    """An empty folder for a run's checkpoints: <base>/checkpoints/<notebook>-<profile>/, where base is the
+    run's output folder (``results_dir.parent``: runs/<notebook>-<profile>/ by default, git-ignored
+    checkpoints/ of the repository when publishing), never the system's temporary folder. What an earlier,
+    killed run left there is removed first (a marker file says the folder is the package's); the notebook
+    removes the folder when it ends. Sets $WSSS_SCRATCH, where run_variant puts its own temporary copies."""
     import shutil
-    folder = run_folder(notebook, profile) / "checkpoints"
+    folder = Path(base) / "checkpoints" / f"{notebook}-{profile}"
     marker = folder / ".wsss-checkpoints"
     if folder.exists() and marker.is_file():       # ours (the marker says so): clear the last run's files
         shutil.rmtree(folder)
@@ -232,7 +234,7 @@ def scratch_folder(notebook: str, profile: str) -> Path:
         raise FileExistsError(f"{folder} holds files wsss did not put there; move them, the run needs this folder")
     folder.mkdir(parents=True, exist_ok=True)
     marker.write_text("checkpoints of a wsss notebook run; removed when the run ends\n")
-    os.environ["WSSS_SCRATCH"] = str(folder)        # run_variant's resume copies go here too (workers inherit it)
+    os.environ["WSSS_SCRATCH"] = str(folder)
     return folder
 
 
