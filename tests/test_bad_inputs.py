@@ -22,6 +22,9 @@ from wsss.data import DatasetError, build_dataset
 from wsss.data.folder import VOCLayoutDataset
 from wsss.data.synthetic import ensure_benchmark, main as synthetic_main, palette, write_benchmark
 from wsss.data.voc import build_train_aug
+from wsss.compare import main as compare_main
+from wsss.run_notebooks import main as run_notebooks_main
+from wsss.train import resolve_device
 
 from conftest import write_voc_folder
 
@@ -279,6 +282,43 @@ def train_config(**kw):
     return build
 
 
+def cli(main, argv):
+    """Call a command line's main; its argparse error (printed to stderr, exit 2) becomes the SystemExit's message."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            main(argv)
+    except SystemExit as stop:
+        raise SystemExit(err.getvalue() or str(stop.code)) from None
+
+
+def a_file(t):
+    path = t / "afile"
+    path.write_text("not a folder")
+    return path
+
+
+def wsss_data_file(t):
+    old = os.environ.get("WSSS_DATA")
+    os.environ["WSSS_DATA"] = str(a_file(t))
+    try:
+        ensure_benchmark(None, "tiny", 0, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("WSSS_DATA")
+        else:
+            os.environ["WSSS_DATA"] = old
+
+
+def compare_truncated(t):
+    (t / "new.json").write_text('{"miou": 0.5, "table": [')
+    (t / "old.json").write_text('{"miou": 0.5}')
+    cli(compare_main, [str(t / "new.json"), str(t / "old.json")])
+
+
 BAD_INPUTS = [
     # -- the synthetic benchmark never replaces a folder it did not write ----------------------------
     ("synthetic-write-over-user-folder", lambda t: write_benchmark(user_folder(t), "tiny", progress=False),
@@ -463,6 +503,19 @@ BAD_INPUTS = [
      ValueError, r"parameter seed=4611686018427387904 must lie in \[0, 2147483647\]"),
     ("trainconfig-lr-string", train_config(lr="0.01"), ValueError, r"TrainConfig: lr must be a finite number, got '0\.01'"),
     ("trainconfig-steps-float", train_config(steps=2.5), ValueError, r"TrainConfig: steps must be an int, got 2\.5"),
+    ("trainconfig-seed-2**62", train_config(seed=2 ** 62),
+     ValueError, r"TrainConfig: bad value for seed=4611686018427387904 \(an integer in \[0, 2\*\*31 - 1\]"),
+    ("train-device-gpu", lambda t: resolve_device("gpu"),
+     ValueError, r"device='gpu' is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    # -- environment variables and command lines ------------------------------------------------------
+    ("wsss_data-is-a-file", wsss_data_file, DatasetError,
+     r"environment variable WSSS_DATA points at .*afile, which is a file, not a folder"),
+    ("run_notebooks-output-dir-file", lambda t: cli(run_notebooks_main, ["basics", "--output-dir", str(a_file(t))]),
+     SystemExit, r"--output-dir .*afile is a file; give a folder"),
+    ("compare-unknown-notebook", lambda t: cli(compare_main, ["basicz"]),
+     SystemExit, r"no notebook named 'basicz'; there are \[.*'basics'"),
+    ("compare-truncated-json", compare_truncated, SystemExit,
+     r"new\.json is not a complete results json \(.*\); rerun the notebook that writes it"),
 ]
 
 

@@ -1,5 +1,6 @@
 """Notebook plumbing: parameter checks (including misspelt papermill names) and the runner."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -185,7 +186,7 @@ def test_basics_runs_on_any_voc_layout_folder(tmp_path, photo_folder, monkeypatc
     for key in ("fully_supervised_miou", "cam_miou", "cam_crf_miou"):
         assert 0.0 <= result[key] <= 1.0
     assert result["wall_time_s"] > 0 and result["dataset"] == "voc"
-    assert (out / "figures" / "basics_cams.png").is_file()
+    assert (out / "figures" / "quick" / "basics_cams.png").is_file()
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "short side brought to 64 px" in printed and "object classes per image" in printed
     assert list((tmp_path / "cache" / "resized").iterdir())
@@ -224,7 +225,7 @@ def test_asdt_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
     assert 0.0 <= result["retrain"]["deeplab_val_miou"] <= 1.0
     assert result["step_timing_ms"] and result["label_work_ms"] and result["parameters"]["T"] == "20"
     for name in ("architecture", "pwm", "training", "branches", "rrm_labels", "fig6"):
-        assert (out / "figures" / f"asdt_{name}.png").is_file(), name
+        assert (out / "figures" / "smoke" / f"asdt_{name}.png").is_file(), name
 
 
 def test_ssdd_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
@@ -246,7 +247,7 @@ def test_ssdd_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
     assert result["step_timing_ms"]["dynamic step"]["full_ms"] > 0 and result["label_work_ms"]
     assert result["parameters"]["bad_rule"] == "any"
     for name in ("architecture", "fig7", "training", "tableA1", "fig6"):
-        assert (out / "figures" / f"ssdd_{name}.png").is_file(), name
+        assert (out / "figures" / "smoke" / f"ssdd_{name}.png").is_file(), name
 
 
 def test_tscd_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
@@ -268,7 +269,7 @@ def test_tscd_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
     assert result["maps"]["view_cam_map"] == [2, 2] and result["parameters"]["alpha"] == "3.0"
     assert result["step_timing"]["TSCD"]["full_ms"] > 0 and result["step_timing"]["pieces_ms"]
     for name in ("refiners", "correspondence", "training"):
-        assert (out / "figures" / f"tscd_{name}.png").is_file(), name
+        assert (out / "figures" / "smoke" / f"tscd_{name}.png").is_file(), name
 
 
 def test_rml_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
@@ -287,7 +288,7 @@ def test_rml_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
     assert values and all(0.0 <= v <= 1.0 for v in values)
     assert result["parameters"]["alpha"] == "0.2" and result["step_timing"]["full_ms"] > 0
     for name in ("training", "cams"):
-        assert (out / "figures" / f"rml_{name}.png").is_file(), name
+        assert (out / "figures" / "smoke" / f"rml_{name}.png").is_file(), name
 
 
 def test_seminar_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmark):
@@ -307,7 +308,7 @@ def test_seminar_runs_every_table_on_a_voc_layout_folder(tmp_path, tiny_benchmar
     assert values and all(0.0 <= v <= 1.0 for v in values)
     assert result["clicks"]["clicks_per_image"] > 1 and result["step_timing"]["full_ms"] > 0
     for name in ("clicks", "training", "mechanism", "fig4", "fig5"):
-        assert (out / "figures" / f"seminar_{name}.png").is_file(), name
+        assert (out / "figures" / "smoke" / f"seminar_{name}.png").is_file(), name
 
 
 def test_asdt_rejects_a_warmup_that_leaves_no_teaching(tmp_path):
@@ -344,3 +345,71 @@ def test_a_notebook_pointed_at_a_users_folder_without_dataset_voc_stops_and_dele
                                    cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
     assert 'dataset="voc"' in str(err.value) or "dataset='voc'" in str(err.value)
     assert (mine / "notes.txt").read_text() == "my annotations" and sorted(p.name for p in mine.iterdir()) == ["JPEGImages", "notes.txt"]
+
+
+def _published_repo(tmp_path):
+    """A git repository holding basics' pair, its quick results and one figure, all committed."""
+    import shutil
+
+    (tmp_path / "notebooks").mkdir()
+    for suffix in (".ipynb", ".py"):
+        shutil.copy(ROOT / "notebooks" / f"basics{suffix}", tmp_path / "notebooks")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "basics-quick.json").write_text('{"miou": 0.5}\n')
+    (tmp_path / "figures" / "quick").mkdir(parents=True)
+    (tmp_path / "figures" / "quick" / "basics_cams.png").write_bytes(b"quick figure")
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        subprocess.run(["git", *cmd], cwd=tmp_path, check=True, capture_output=True)
+    return tmp_path
+
+
+def test_publish_refuses_a_profile_override_and_uncommitted_outputs_and_says_how_to_force(tmp_path, monkeypatch, capsys):
+    from wsss import run_notebooks
+
+    repo = _published_repo(tmp_path)
+    monkeypatch.setattr(run_notebooks, "repo_root", lambda: repo)
+    monkeypatch.setenv("WSSS_PROFILE", "smoke")
+    with pytest.raises(SystemExit):
+        run_notebooks.main(["--publish", "basics"])
+    err = capsys.readouterr().err
+    assert "WSSS_PROFILE=smoke would replace the committed 'quick' outputs" in err and "--force" in err
+    monkeypatch.delenv("WSSS_PROFILE")
+    (repo / "figures" / "quick" / "basics_cams.png").write_bytes(b"my edit")
+    with pytest.raises(SystemExit):
+        run_notebooks.main(["--publish", "basics"])
+    err = capsys.readouterr().err
+    assert "uncommitted changes in figures/quick/basics_cams.png would be overwritten" in err and "nothing was run" in err
+    assert (repo / "figures" / "quick" / "basics_cams.png").read_bytes() == b"my edit"
+    assert run_notebooks.publish_refusals(repo / "notebooks" / "basics.ipynb", None) != []
+    subprocess.run(["git", "checkout", "--", "figures"], cwd=repo, check=True)
+    assert run_notebooks.publish_refusals(repo / "notebooks" / "basics.ipynb", None) == []
+
+
+def test_a_run_never_writes_over_committed_outputs_and_profiles_keep_their_own_figures(tmp_path, monkeypatch):
+    repo = _published_repo(tmp_path)
+    monkeypatch.delenv("WSSS_PUBLISH", raising=False)
+    with pytest.raises(ValueError, match=r"holds committed outputs that this run would overwrite \(figures/quick/basics_cams.png, "
+                                         r"results/basics-quick.json\).*--publish basics"):
+        output_dirs(repo, "basics", "quick")
+    results, figures = output_dirs(repo, "basics", "smoke")          # another profile: its own files
+    assert figures == repo / "figures" / "smoke" and results == repo / "results"
+    monkeypatch.setenv("WSSS_PUBLISH", "1")
+    assert output_dirs(repo, "basics", "quick")[1] == repo / "figures" / "quick"
+
+
+def test_checkpoints_live_in_the_run_folder_and_a_killed_runs_files_are_cleared(tmp_path, monkeypatch):
+    from wsss import notebook
+
+    monkeypatch.setenv("WSSS_SCRATCH", "")                       # restored after the test
+    results, _ = output_dirs(tmp_path / "run", "asdt", "quick")
+    first = notebook.scratch_folder(results.parent, "asdt", "quick")
+    assert first == tmp_path / "run" / "checkpoints" / "asdt-quick" and os.environ["WSSS_SCRATCH"] == str(first)
+    (first / "warm.pt").write_bytes(b"left by a killed run")
+    again = notebook.scratch_folder(results.parent, "asdt", "quick")
+    assert again == first and not (first / "warm.pt").exists()
+    (first / ".wsss-checkpoints").unlink()
+    (first / "mine.txt").write_text("not the package's")
+    with pytest.raises(FileExistsError, match="holds files wsss did not put there"):
+        notebook.scratch_folder(results.parent, "asdt", "quick")
+    assert (first / "mine.txt").read_text() == "not the package's"
+    assert "/checkpoints/" in (ROOT / ".gitignore").read_text().split()      # a publish's base is the repository

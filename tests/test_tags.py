@@ -34,7 +34,17 @@ def test_separating_tags_pass_without_a_warning_and_name_untagged_classes():
     assert report["informative"] and report["common"] == [] and report["untagged"] == ["car"]
     assert report["class_share"] == {"road": 0.5, "sky": 0.5, "car": 0.0}
     text = describe_tags(report)
-    assert "WARNING" not in text and "never tagged: car" in text and "(33%)" in text
+    assert "separate the classes poorly" not in text and "never tagged: car" in text and "(33%)" in text
+    assert "WARNING: 1 of the 3 object classes of the class list are held by none of the 4 images looked at: car" in text
+
+
+def test_voc_names_on_an_own_folder_without_classes_txt_say_which_classes_no_image_holds(tiny_benchmark, tmp_path):
+    folder = shutil.copytree(tiny_benchmark, tmp_path / "own")
+    (folder / "classes.txt").unlink()
+    (folder / "image_labels.txt").unlink()
+    text = describe_tags(tag_report(build_dataset("voc", folder, "val")))
+    assert "of the 20 object classes of the 21 PASCAL VOC classes" in text and "classes.txt does not exist" in text
+    assert "tvmonitor" in text and "give the folder a classes.txt" in text
 
 
 def test_a_voc_folder_is_read_from_its_masks_or_its_tag_file(tiny_benchmark, tmp_path):

@@ -341,6 +341,16 @@ def test_resume_with_another_config_names_the_file_and_fields(data, tmp_path):
         train(TinyTagger(), data, TrainConfig(**{**run, "steps": 3}, lr=0.01, seed=1))
 
 
+def test_resume_on_another_split_names_the_split(data, tiny_benchmark, tmp_path):
+    path = _checkpointed(data, tmp_path, lr=0.01, seed=1)
+    run = dict(steps=4, batch_size=4, progress=False, checkpoint_dir=str(tmp_path), lr=0.01, seed=1)
+    val = build_dataset("synthetic", tiny_benchmark, "val", transform=TrainTransform(32))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r" was trained on other data .*split='train_aug' there, "
+                                         r"'val' here"):
+        train(TinyTagger(), val, TrainConfig(**run))
+    assert train(TinyTagger(), data, TrainConfig(**run))[-1]["step"] == 4      # the same data resumes
+
+
 def _random_bytes(path):
     path.write_bytes(bytes(range(256)) * 4)
 

@@ -93,13 +93,22 @@ def main(argv: list[str] | None = None) -> int:
         new = Path(args.new)
         old = Path(args.old) if args.old else repo_root() / "results" / new.name
     else:
+        known = sorted(p.stem for p in (repo_root() / "notebooks").glob("*.ipynb"))
+        if args.new not in known:
+            parser.error(f"no notebook named {args.new!r}; there are {known} (or give a results .json)")
         name = f"{args.new}-{args.profile}.json"
         new = run_folder(args.new, args.profile) / "results" / name
         old = Path(args.old) if args.old else repo_root() / "results" / name
     for path in (new, old):
         if not path.is_file():
             parser.error(f"{path} does not exist (run the notebook first: python -m wsss.run_notebooks {args.new})")
-    new_json, old_json = json.loads(new.read_text()), json.loads(old.read_text())
+    loaded = []
+    for path in (new, old):
+        try:
+            loaded.append(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            parser.error(f"{path} is not a complete results json ({err}); rerun the notebook that writes it")
+    new_json, old_json = loaded
     rows = differences(new_json, old_json)
     compared = sum(1 for _ in _leaves(new_json))
     print(f"{new}\n  vs {old}")

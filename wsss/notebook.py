@@ -176,11 +176,14 @@ def run_folder(notebook: str, profile: str) -> Path:
 
 
 def output_dirs(out_dir, notebook: str | None = None, profile: str | None = None) -> tuple[Path, Path]:
-    """(results dir, figures dir): out_dir/results and out_dir/figures, created.
+    """(results dir, figures dir): out_dir/results and out_dir/figures/<profile>, created.
 
     Without out_dir: $WSSS_OUT_DIR when set (the test suite sets it), else :func:`run_folder` of
     (notebook, profile), so a run never rewrites the committed results/ and figures/ unless it is
-    asked to (``out_dir`` = the repository, as ``python -m wsss.run_notebooks --publish`` does).
+    asked to (``python -m wsss.run_notebooks --publish``, which sets $WSSS_PUBLISH). Figures of each
+    profile live in their own folder, so a smoke or full run never replaces the quick figures. A run
+    whose out_dir holds git-tracked outputs of this notebook and profile (out_dir = the repository, say)
+    stops with an error naming them, unless it is a publish.
     """
     if out_dir is None:
         out_dir = os.environ.get("WSSS_OUT_DIR")
@@ -189,10 +192,50 @@ def output_dirs(out_dir, notebook: str | None = None, profile: str | None = None
             raise ValueError("output_dirs needs out_dir, $WSSS_OUT_DIR, or the notebook and profile names")
         out_dir = run_folder(notebook, profile)
     base = Path(out_dir)
-    results, figures = base / "results", base / "figures"
+    results, figures = base / "results", base / "figures" / (profile or "any")
+    if notebook is not None and profile is not None and os.environ.get("WSSS_PUBLISH") != "1":
+        tracked = tracked_files(base, [f"results/{notebook}-{profile}.json", f"figures/{profile}/{notebook}_*"])
+        if tracked:
+            raise ValueError(f"out_dir={str(out_dir)!r} holds committed outputs that this run would overwrite "
+                             f"({', '.join(tracked[:3])}{' ...' if len(tracked) > 3 else ''}): choose another out_dir "
+                             f"(None: runs/{notebook}-{profile}/), or refresh them on purpose with "
+                             f"python -m wsss.run_notebooks --publish {notebook}")
     results.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     return results, figures
+
+
+def tracked_files(folder: Path, patterns: list[str]) -> list[str]:
+    """The files git tracks under ``folder`` that match ``patterns`` (git pathspecs relative to it); none
+    when ``folder`` is not in a git checkout or git is missing."""
+    import subprocess
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    try:
+        out = subprocess.run(["git", "ls-files", "--", *patterns], cwd=folder, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return out.stdout.split() if out.returncode == 0 else []
+
+
+def scratch_folder(base: Path, notebook: str, profile: str) -> Path:
+    """An empty folder for a run's checkpoints: <base>/checkpoints/<notebook>-<profile>/, where base is the
+    run's output folder (``results_dir.parent``: runs/<notebook>-<profile>/ by default, git-ignored
+    checkpoints/ of the repository when publishing), never the system's temporary folder. What an earlier,
+    killed run left there is removed first (a marker file says the folder is the package's); the notebook
+    removes the folder when it ends. Sets $WSSS_SCRATCH, where run_variant puts its own temporary copies."""
+    import shutil
+    folder = Path(base) / "checkpoints" / f"{notebook}-{profile}"
+    marker = folder / ".wsss-checkpoints"
+    if folder.exists() and marker.is_file():       # ours (the marker says so): clear the last run's files
+        shutil.rmtree(folder)
+    elif folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} holds files wsss did not put there; move them, the run needs this folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text("checkpoints of a wsss notebook run; removed when the run ends\n")
+    os.environ["WSSS_SCRATCH"] = str(folder)
+    return folder
 
 
 def write_atomic(path: Path, text: str) -> Path:

@@ -22,6 +22,7 @@ import ast
 import logging
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -125,6 +126,49 @@ def run(notebook: Path, out: Path, params: dict, *, cwd: Path, log: _Elapsed, sc
     return out
 
 
+def committed_profile(notebook: Path) -> str:
+    """The ``profile`` default of a notebook's parameters cell (the profile its committed outputs have)."""
+    return str(papermill.inspect_notebook(str(notebook)).get("profile", {}).get("default", "quick")).strip("\"'")
+
+
+def written_files(notebook: Path, profile: str) -> list[Path]:
+    """The files a publish of ``notebook`` at ``profile`` may replace besides the notebook pair itself:
+    its results json and its figures (figures/<profile>/<name>_*)."""
+    root = repo_root()
+    return [root / "results" / f"{notebook.stem}-{profile}.json",
+            *sorted((root / "figures" / profile).glob(f"{notebook.stem}_*"))]
+
+
+def _uncommitted(paths: list[Path]) -> list[str]:
+    """Those of ``paths`` git reports as changed or untracked (none when git or the repository is absent)."""
+    root = repo_root()
+    rel = [str(p.relative_to(root)) for p in paths if p.exists()]
+    if not rel:
+        return []
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--", *rel], cwd=root, capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line[3:] for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def publish_refusals(notebook: Path, forced_profile: str | None) -> list[str]:
+    """Why publishing ``notebook`` would lose something: a WSSS_PROFILE other than the notebook's own
+    profile (its smoke or full outputs would replace the committed ones), or uncommitted changes in the
+    results and figures it would write."""
+    reasons, own = [], committed_profile(notebook)
+    if forced_profile and forced_profile != own:
+        reasons.append(f"{notebook.name}: WSSS_PROFILE={forced_profile} would replace the committed {own!r} outputs "
+                       f"with {forced_profile!r} ones (unset WSSS_PROFILE, or use --output-dir for a trial run)")
+    dirty = _uncommitted(written_files(notebook, forced_profile or own))
+    if dirty:
+        reasons.append(f"{notebook.name}: uncommitted changes in {', '.join(dirty[:6])}"
+                       + (f" and {len(dirty) - 6} more" if len(dirty) > 6 else "")
+                       + " would be overwritten (commit or stash them first)")
+    return reasons
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the notebooks headless with papermill.")
     parser.add_argument("names", nargs="*", help=f"notebook names (default: all, in the order {', '.join(ORDER)})")
@@ -135,7 +179,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="write the executed notebooks, figures and results here (default: runs/<name>-<profile>/)")
     where.add_argument("--publish", action="store_true",
                        help="maintainers: execute in place and rewrite the committed notebooks, figures/ and results/")
+    parser.add_argument("--force", action="store_true",
+                        help="with --publish: publish at a WSSS_PROFILE other than the notebook's own profile, or "
+                             "over uncommitted changes to its results/ and figures/ files")
     args = parser.parse_args(argv)
+    if args.output_dir and Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        parser.error(f"--output-dir {args.output_dir} is a file; give a folder (it is created if missing)")
     folder = repo_root() / "notebooks"
     notebooks = ordered(list(folder.glob("*.ipynb")))
     if args.names:
@@ -155,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("\n  ".join(["a notebook and its .py source differ; nothing was run:"] + problems))
     # the profile the kernels will run (WSSS_PROFILE overrides the parameter inside the notebook, too)
     profile = os.environ.get("WSSS_PROFILE") or params.get("profile", "quick")
+    if args.publish and not args.force:
+        refusals = [r for nb in notebooks for r in publish_refusals(nb, os.environ.get("WSSS_PROFILE"))]
+        if refusals:
+            parser.error("\n  ".join(["--publish refused; nothing was run:"] + refusals
+                                      + ["pass --force to publish anyway"]))
     log = _Elapsed()
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(log)
@@ -174,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         # published notebook carries no machine's path (and its second cell stays the validation cell)
         saved = os.environ.get("WSSS_OUT_DIR")
         os.environ["WSSS_OUT_DIR"] = str(target)
+        os.environ["WSSS_PUBLISH"] = "1" if args.publish else "0"   # output_dirs lets only a publish write over committed files
         try:
             run(nb, out, params, cwd=folder, log=log, scratch=run_folder(nb.stem, profile))
             if args.publish and write_twin(nb):

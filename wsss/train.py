@@ -27,6 +27,7 @@ A method whose step makes labels (CRFs, random walks) derives from :class:`Reusa
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import os
@@ -100,11 +101,13 @@ class TrainConfig:
                   "lr_warmup_ratio": 0 <= self.lr_warmup_ratio <= 1,
                   "grad_clip": self.grad_clip is None or self.grad_clip > 0,
                   "checkpoint_every": self.checkpoint_every >= 0, "num_workers": self.num_workers >= 0,
-                  "log_every": self.log_every > 0}
+                  "log_every": self.log_every > 0, "seed": 0 <= self.seed < 2**31}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             rule = {"optimizer": "'sgd' or 'adamw'", "schedule": " or ".join(map(repr, SCHEDULES)),
-                    "lr_warmup": f"in [0, steps={self.steps})", "lr_warmup_ratio": "in [0, 1]"}.get(bad[0], "out of range")
+                    "lr_warmup": f"in [0, steps={self.steps})", "lr_warmup_ratio": "in [0, 1]",
+                    "seed": "an integer in [0, 2**31 - 1]: the epoch order is seeded from seed * 100003 + epoch"
+                    }.get(bad[0], "out of range")
             raise ValueError(f"TrainConfig: bad value for {bad[0]}={getattr(self, bad[0])!r} ({rule})")
         if self.checkpoint_every and not self.checkpoint_dir:
             raise ValueError("TrainConfig: checkpoint_every needs checkpoint_dir")
@@ -117,7 +120,10 @@ def resolve_device(device: str = "auto") -> torch.device:
     """"auto" picks CUDA when available; otherwise the named device (error if it is not usable)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use 'cpu' or 'auto'")
     return dev
@@ -210,8 +216,27 @@ def _save(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def _resume(path: Path, method: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig
-            ) -> tuple[int, list[dict]]:
+def data_identity(dataset) -> dict:
+    """What a checkpoint remembers of its training data, so that a resume on other data is refused: the
+    folder and split (found on the dataset or on the dataset it wraps, ``.base`` / ``.dataset``), the
+    number of samples and a hash of the image names where the dataset has them."""
+    info, node = {"samples": len(dataset)}, dataset
+    for _ in range(4):
+        if getattr(node, "root", None) is not None and "root" not in info:
+            info["root"] = str(Path(node.root).resolve())
+        if isinstance(getattr(node, "split", None), str) and "split" not in info:
+            info["split"] = node.split
+        names = getattr(node, "names", None)
+        if isinstance(names, (list, tuple)) and "names_sha1" not in info:
+            info["names_sha1"] = hashlib.sha1("\n".join(map(str, names)).encode()).hexdigest()
+        node = getattr(node, "base", None) or getattr(node, "dataset", None)
+        if node is None:
+            break
+    return info
+
+
+def _resume(path: Path, method: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+            data: dict | None = None) -> tuple[int, list[dict]]:
     """Load the checkpoint ``path`` into method, optimizer and the random generators; returns (step, history)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
@@ -228,6 +253,12 @@ def _resume(path: Path, method: torch.nn.Module, optimizer: torch.optim.Optimize
     changed = [f"{k}={saved[k]!r} there, {getattr(cfg, k)!r} here" for k in RESULT_FIELDS if saved[k] != getattr(cfg, k)]
     if changed:
         raise ValueError(f"checkpoint {path} is from a run with another config ({'; '.join(changed)}); "
+                         "use another checkpoint_dir or resume=False")
+    theirs = state.get("data")          # (checkpoints written before it was recorded have none)
+    if data is not None and theirs is not None and theirs != data:
+        diff = [f"{k}={theirs.get(k)!r} there, {data.get(k)!r} here" for k in sorted(set(theirs) | set(data))
+                if theirs.get(k) != data.get(k)]
+        raise ValueError(f"checkpoint {path} was trained on other data ({'; '.join(diff)}); "
                          "use another checkpoint_dir or resume=False")
     try:
         method.load_state_dict(state["model"])
@@ -307,8 +338,9 @@ def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "tr
         model = torch.nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
     step, history = 0, []
     ckpt = Path(cfg.checkpoint_dir) / "last.pt" if cfg.checkpoint_dir else None
+    data = data_identity(dataset) if ckpt is not None else None
     if ckpt is not None and cfg.resume and ckpt.is_file():
-        step, history = _resume(ckpt, method, optimizer, cfg)
+        step, history = _resume(ckpt, method, optimizer, cfg, data)
         if step >= (cfg.stop_at or cfg.steps):
             return history
 
@@ -368,7 +400,8 @@ def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "tr
             if ckpt is not None and rank == 0 and (step == end or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 _save(ckpt, {"model": method.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                             "history": history, "config": asdict(cfg), "py_rng": random.getstate(),
+                             "history": history, "config": asdict(cfg), "data": data,
+                             "py_rng": random.getstate(),
                              "np_rng": np.random.get_state(), "torch_rng": torch.get_rng_state()})
             if step >= end:
                 break

@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 IGNORE = 255
@@ -103,11 +103,27 @@ def read_split(path: Path) -> list[str]:
     return names
 
 
-def load_image(path: Path) -> np.ndarray:
-    """Read an RGB image as uint8 (H, W, 3); a corrupt file raises DatasetError naming it."""
+_EXIF_ORIENTATION = 0x0112
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag of an image file (1 = as stored; 2-8 = mirrored and/or rotated), 1 if none."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+            return int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError):
+        return 1
+
+
+def load_image(path: Path) -> np.ndarray:
+    """Read an RGB image as uint8 (H, W, 3) as it is displayed: the EXIF orientation that phone photos
+    carry is applied (PIL's ``ImageOps.exif_transpose``, as torchvision's ``decode_image`` does with
+    ``apply_exif_orientation=True``), so the pixels line up with a mask drawn on the shown photo. A
+    corrupt file raises DatasetError naming it."""
+    try:
+        with Image.open(path) as img:
+            shown = ImageOps.exif_transpose(img) if img.getexif().get(_EXIF_ORIENTATION, 1) not in (None, 1) else img
+            return np.asarray(shown.convert("RGB"), dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DatasetError(f"{path}: cannot read image ({err})") from err
 
@@ -354,7 +370,11 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         if has_mask:
             mask = load_mask(mask_path, self.num_classes, classes_from=self.classes_from)
             if mask.shape != image.shape[:2]:
-                raise DatasetError(f"{mask_path}: mask size {mask.shape} differs from its image {image.shape[:2]}")
+                turn = exif_orientation(self.image_paths[index])
+                note = (f" (the photo {self.image_paths[index].name} carries EXIF orientation {turn}, so it is read "
+                        f"rotated as it is displayed, {image.shape[:2]}; draw the mask on the displayed photo, or "
+                        f"remove the tag if the mask follows the stored pixels)" if turn != 1 else "")
+                raise DatasetError(f"{mask_path}: mask size {mask.shape} differs from its image {image.shape[:2]}{note}")
         else:
             mask = np.full(image.shape[:2], IGNORE, dtype=np.int64)
         if self.tags is not None:

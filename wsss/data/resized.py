@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .synthetic import PROFILES as BENCHMARK_SIZES, default_root, palette
 
-RESIZE_VERSION = 1
+RESIZE_VERSION = 2      # 2: photos read with their EXIF orientation applied
 # the notebook profiles that work on a downsized copy, and the synthetic benchmark whose size they take
 DOWNSIZED_PROFILES = {"smoke": "tiny", "quick": "quick"}
 

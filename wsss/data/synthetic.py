@@ -382,8 +382,13 @@ def _install(tmp: Path, out: Path, meta: dict) -> None:
 
 
 def default_root() -> Path:
-    """Where generated benchmarks are cached: $WSSS_DATA, else ~/.cache/wsss."""
-    return Path(os.environ.get("WSSS_DATA", Path.home() / ".cache" / "wsss"))
+    """Where generated benchmarks are cached: $WSSS_DATA, else ~/.cache/wsss (an error if it is a file)."""
+    root = Path(os.environ.get("WSSS_DATA", Path.home() / ".cache" / "wsss"))
+    if root.exists() and not root.is_dir():
+        where = "environment variable WSSS_DATA" if os.environ.get("WSSS_DATA") else "the cache folder"
+        raise DatasetError(f"{where} points at {root}, which is a file, not a folder: point WSSS_DATA at a folder "
+                           f"for the generated benchmarks and the downsized copies")
+    return root
 
 
 def ensure_benchmark(root: str | Path | None = None, profile: str = "quick", seed: int = 0,

@@ -32,7 +32,8 @@ def tag_report(dataset, *, max_images: int = 2000, seed: int = 0) -> dict:
     Over all images, or a seeded sample of ``max_images``: "images" counted, "classes_per_image" (mean
     number of object classes tagged per image), "share_per_image" (that over the number of object
     classes), "class_share" {class name: share of the images tagged with it}, "common" (the classes on
-    more than 90% of the images), "untagged" (classes on none), and "informative": False when a class
+    more than 90% of the images), "untagged" (classes on none), "classes_from" (where the class names came
+    from), and "informative": False when a class
     is on more than 90% of the images or images carry more than half of the classes on average.
     """
     n = len(dataset)
@@ -48,6 +49,7 @@ def tag_report(dataset, *, max_images: int = 2000, seed: int = 0) -> dict:
     return {"images": len(indices), "classes_per_image": per_image, "share_per_image": per_image / len(names),
             "class_share": dict(zip(names, share.round(4).tolist())), "common": common,
             "untagged": [c for c, s in zip(names, share) if s == 0],
+            "classes_from": getattr(dataset, "classes_from", None) or getattr(getattr(dataset, "base", None), "classes_from", None),
             "informative": not common and per_image / len(names) <= CROWDED_SHARE}
 
 
@@ -58,6 +60,11 @@ def describe_tags(report: dict) -> str:
             f"than 90% of them: {', '.join(report['common']) or 'no class'}")
     if report["untagged"]:
         text += f"; never tagged: {', '.join(report['untagged'])}"
+        source = report.get("classes_from") or "the class list"
+        text += (f"\nWARNING: {len(report['untagged'])} of the {len(report['class_share'])} object classes of "
+                 f"{source} are held by none of the {report['images']} images looked at: "
+                 f"{', '.join(report['untagged'])}. The networks still get an output for each; if these names do "
+                 f"not belong to your data, give the folder a classes.txt with only its classes (background first).")
     if not report["informative"]:
         text += ("\nWARNING: these image-level tags separate the classes poorly (a class on nearly every image, "
                  "or images carrying most classes). Methods that learn from tags alone (CAM and everything built "

@@ -9,6 +9,7 @@ several runs have in common, trained once and resumed by each.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -70,7 +71,9 @@ def run_variant(*, method: Callable[..., torch.nn.Module], model: dict, train_se
         if loaded.unexpected_keys:
             raise KeyError(f"init={init}: {init_into or 'the model'} has no weights named {loaded.unexpected_keys[:5]}")
     cfg = TrainConfig(**{"seed": seed, "progress": False, **train_cfg})
-    with tempfile.TemporaryDirectory() as tmp:
+    # (inside the notebook's checkpoint folder when it made one, so a killed run leaves nothing in /tmp)
+    scratch = os.environ.get("WSSS_SCRATCH")
+    with tempfile.TemporaryDirectory(dir=scratch if scratch and Path(scratch).is_dir() else None) as tmp:
         if resume_from is not None:
             if not Path(resume_from).is_file():
                 raise FileNotFoundError(f"resume_from={resume_from}: no such checkpoint")
