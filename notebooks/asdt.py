@@ -93,7 +93,6 @@ params
 # %%
 import json
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -114,7 +113,7 @@ from wsss.losses import multilabel_soft_margin
 from wsss.methods import asdt, rrm
 from wsss.methods.asdt import ASDT, fuse, pwm_signal, schedule_counts
 from wsss.methods.baselines import FullySupervised
-from wsss.notebook import (Stopwatch, default_workers, head_dilation, mean_std, miou_record, open_data, ordering_verdict,
+from wsss.notebook import (Stopwatch, scratch_folder, default_workers, head_dilation, mean_std, miou_record, open_data, ordering_verdict,
                            output_dirs, pixels, profile_settings, scaled_bilateral, show_source, write_results)
 from wsss.refine import crf_label
 from wsss.train import TrainConfig, resolve_device, seed_everything, train
@@ -299,7 +298,7 @@ pd.DataFrame(SCHEDULE).T
 # in the heads' initialisation, the data order and the augmentation.
 
 # %%
-workdir = Path(tempfile.mkdtemp(prefix="asdt-"))
+workdir = scratch_folder(results_dir.parent, "asdt", profile)   # <out>/checkpoints/asdt-<profile>/, removed at the end
 init = None
 if SETTINGS["cls_steps"]:
     init = str(workdir / "class_teacher.pt")
@@ -696,5 +695,5 @@ display(timing_table.round(3))
 summary.update(step_timing_ms=timing, label_work_ms=breakdown, wall_time_s=clock())
 path = write_results(results_dir, "asdt", profile, summary)
 print(f"results in {path}")
-shutil.rmtree(workdir, ignore_errors=True)     # the checkpoints this notebook made in its own temporary folder
+shutil.rmtree(workdir, ignore_errors=True)     # the checkpoints this notebook made (scratch_folder)
 pd.Series(breakdown, name="ms").round(1).to_frame()

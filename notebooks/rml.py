@@ -67,7 +67,7 @@ params
 # %%
 import copy
 import json
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -86,7 +86,7 @@ from wsss.experiments import tscd as tscd_runs
 from wsss.methods import rml
 from wsss.methods.afa import afa_cam
 from wsss.methods.rml import RML
-from wsss.notebook import (Stopwatch, default_workers, mean_std, miou_record, open_data, ordering_verdict, output_dirs,
+from wsss.notebook import (Stopwatch, scratch_folder, default_workers, mean_std, miou_record, open_data, ordering_verdict, output_dirs,
                            profile_settings, repo_root, scaled_bilateral, show_source, write_results)
 from wsss.records import pair_verdict
 from wsss.train import resolve_device, seed_everything
@@ -161,7 +161,7 @@ show_source(rml.pixel_mi_loss, rml.rml_scores, rml.RML.forward)
 # which the prediction needs; in our reading Table 2 (e) removes it from RML); Table 2 removes one piece from RML each.
 
 # %%
-workdir = Path(tempfile.mkdtemp(prefix="rml-"))
+workdir = scratch_folder(results_dir.parent, "rml", profile)   # <out>/checkpoints/rml-<profile>/, removed at the end
 t0 = time.perf_counter()
 init = str(workdir / "tags.pt")
 tag_model, tag_history = tscd_runs.pretrain_tags(train_set, backbone=SETTINGS["backbone"], output_stride=SETTINGS["output_stride"],
@@ -404,4 +404,5 @@ print(f"RML: {timing['full_ms']:.0f} ms a step; step_timing strips {timing['othe
       f"{dev.type}, threads: {n_threads}")
 summary["step_timing"] = {**timing, "pieces_ms": pieces, "device": dev.type, "threads": n_threads}
 path = write_results(results_dir, "rml", profile, summary)
+shutil.rmtree(workdir, ignore_errors=True)     # the checkpoints this notebook made (scratch_folder)
 print(f"results: {path}")

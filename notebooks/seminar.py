@@ -76,7 +76,7 @@ params
 # %%
 import copy
 import json
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -93,7 +93,7 @@ from wsss.experiments import seminar as sem_runs
 from wsss.experiments.driver import backbone_state
 from wsss.methods import seminar
 from wsss.methods.seminar import Seminar, alpha_for_run, ema_horizon
-from wsss.notebook import (Stopwatch, default_workers, head_dilation, mean_std, miou_record, open_data, ordering_verdict,
+from wsss.notebook import (Stopwatch, scratch_folder, default_workers, head_dilation, mean_std, miou_record, open_data, ordering_verdict,
                            output_dirs, pixels, profile_settings, show_source, write_results)
 from wsss.records import pair_verdict
 from wsss.train import lr_factor, resolve_device, seed_everything, TrainConfig
@@ -198,7 +198,7 @@ show_source(seminar.ema_update, seminar.alpha_for_run, seminar.pcons_weight, sem
 # other decays and weights (one seed each).
 
 # %%
-workdir = Path(tempfile.mkdtemp(prefix="seminar-"))
+workdir = scratch_folder(results_dir.parent, "seminar", profile)   # <out>/checkpoints/seminar-<profile>/, removed at the end
 t0 = time.perf_counter()
 BACKBONES = {"ResNet": SETTINGS["backbone"]}
 if SETTINGS["mobilenet_runs"]:
@@ -534,4 +534,5 @@ print(f"primary model: {timing['full_ms']:.0f} ms a step, {timing['network_ms']:
       f"{dev.type}, threads: {n_threads}")
 summary["step_timing"] = {**timing, "pieces_ms": pieces, "device": dev.type, "threads": n_threads}
 path = write_results(results_dir, "seminar", profile, summary)
+shutil.rmtree(workdir, ignore_errors=True)     # the checkpoints this notebook made (scratch_folder)
 print(f"results: {path}")

@@ -91,7 +91,6 @@ params
 # %%
 import json
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -108,7 +107,7 @@ from wsss.experiments import ssdd as ssdd_runs
 from wsss.methods import psa, ssdd
 from wsss.methods.psa import PSA, psa_probs
 from wsss.methods.ssdd import SSDD
-from wsss.notebook import (Stopwatch, default_workers, head_dilation, mean_std, miou_record, open_data, ordering_verdict,
+from wsss.notebook import (Stopwatch, scratch_folder, default_workers, head_dilation, mean_std, miou_record, open_data, ordering_verdict,
                            output_dirs, profile_settings, scaled_bilateral, show_source, write_results)
 from wsss.records import pair_verdict
 from wsss.train import resolve_device, seed_everything, steps_for_epochs
@@ -236,7 +235,7 @@ show_source(ssdd.balanced_ce, ssdd.SSDD._dynamic)
 show_source(psa.PSA.forward, psa.psa_probs, psa.random_walk_scores)
 
 # %%
-workdir = Path(tempfile.mkdtemp(prefix="ssdd-"))
+workdir = scratch_folder(results_dir.parent, "ssdd", profile)   # <out>/checkpoints/ssdd-<profile>/, removed at the end
 cls_file = str(workdir / "classifier.pt")
 classifier, cls_history = pretrain_classifier(train_set, backbone=SETTINGS["backbone"], pretrained=SETTINGS["pretrained"],
                                               steps=SETTINGS["cls_steps"], batch_size=SETTINGS["cls_batch"], lr=1e-3,
@@ -602,5 +601,5 @@ display(pd.DataFrame(timing).T.rename(columns={"full_ms": "whole step (ms)", "ne
 summary.update(step_timing_ms=timing, label_work_ms=breakdown, wall_time_s=clock())
 path = write_results(results_dir, "ssdd", profile, summary)
 print(f"results in {path}")
-shutil.rmtree(workdir, ignore_errors=True)     # the checkpoints this notebook made in its own temporary folder
+shutil.rmtree(workdir, ignore_errors=True)     # the checkpoints this notebook made (scratch_folder)
 pd.Series(breakdown, name="ms").round(1).to_frame()

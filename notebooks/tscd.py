@@ -77,7 +77,7 @@ params
 
 # %%
 import copy
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -97,7 +97,7 @@ from wsss.experiments import tscd as tscd_runs
 from wsss.methods import afa, tscd
 from wsss.methods.afa import AFA
 from wsss.methods.tscd import TSCD
-from wsss.notebook import (Stopwatch, default_workers, mean_std, miou_record, open_data, ordering_verdict, output_dirs,
+from wsss.notebook import (Stopwatch, scratch_folder, default_workers, mean_std, miou_record, open_data, ordering_verdict, output_dirs,
                            pixels, profile_settings, scaled_bilateral, show_source, write_results)
 from wsss.records import pair_verdict
 from wsss.refine import par
@@ -192,7 +192,7 @@ show_source(tscd.scd_loss, tscd.equ_loss, tscd.TSCD.forward)
 # refined by each refiner (mIoU against the train masks where the label says something, and the share it labels).
 
 # %%
-workdir = Path(tempfile.mkdtemp(prefix="tscd-"))
+workdir = scratch_folder(results_dir.parent, "tscd", profile)   # <out>/checkpoints/tscd-<profile>/, removed at the end
 t0 = time.perf_counter()
 init = {}
 for key, bb in (("mit", SETTINGS["backbone"]), ("resnet", SETTINGS["resnet"])) + ((("wr38", SETTINGS["wr38"]),) if SETTINGS["wr38_runs"] else ()):
@@ -497,4 +497,5 @@ for name, t in timing.items():
           f"{beyond:.0f} ms ({100 * beyond / t['full_ms']:.0f}%; target <= 50% on a CPU, <= 25% on a GPU); {dev.type}, threads: {n_threads}")
 summary["step_timing"] = {**timing, "pieces_ms": pieces, "device": dev.type, "threads": n_threads}
 path = write_results(results_dir, "tscd", profile, summary)
+shutil.rmtree(workdir, ignore_errors=True)     # the checkpoints this notebook made (scratch_folder)
 print(f"results: {path}")
