@@ -34,6 +34,7 @@ def test_importing_wsss_pins_the_cpu_paths_before_torch_starts():
     assert info["onednn_isa"] is None or "AVX2" in info["onednn_isa"]
     assert info["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2" and info["env"]["MKL_CBWR"] == "AVX2"
     assert info["numpy_avx512_off"] in (True, None) and "warning" not in info
+    assert info["deterministic_algorithms"] is (not torch.cuda.is_available())
 
 
 def test_the_mode_switches_off_and_keeps_a_value_the_user_set():

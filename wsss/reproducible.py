@@ -14,7 +14,12 @@ since 2013 has, and fixes the thread counts (a parallel sum's order depends on t
   - before torch, in every notebook kernel and, through the environment, in every spawned worker;
 * :data:`THREADS` intra-op threads in the main process, one in each grid worker
   (:func:`wsss.experiments.run_grid`), two workers on any CPU (:func:`wsss.profiles.default_workers`);
-* ``torch.use_deterministic_algorithms(True, warn_only=True)``.
+* ``torch.use_deterministic_algorithms(True, warn_only=True)`` where no GPU is visible (GPUs are not
+  covered, and deterministic cuDNN kernels would only slow a ``full`` run).
+
+The mode is on for every profile: the pins must be in place before torch starts, before a notebook knows
+its profile. For a ``full`` run on a many-core CPU, where 2 threads waste the machine, set
+``WSSS_REPRODUCIBLE=0``.
 
 It is on unless ``WSSS_REPRODUCIBLE=0`` is set before Python starts (or before ``wsss`` is first
 imported): off, each library takes its fastest path on this processor, and numbers then match only on
@@ -97,7 +102,8 @@ def apply_torch() -> None:
         return
     import torch
     torch.set_num_threads(threads())
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if not torch.cuda.is_available():       # GPUs are not covered; deterministic cuDNN would only slow them
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def processor() -> str:
@@ -185,7 +191,7 @@ def describe() -> dict:
     info = {"enabled": enabled(), "processor": processor(),
             "processor_isa": "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "older or unknown",
             "aten_capability": torch.backends.cpu.get_cpu_capability(), "onednn_isa": onednn_isa(),
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
     if enabled():
         info["pins"] = {k: os.environ.get(k) for k in PINS}
         info["numpy_avx512_off"] = _numpy_avx512_off()
