@@ -298,7 +298,7 @@ pd.DataFrame(SCHEDULE).T
 # in the heads' initialisation, the data order and the augmentation.
 
 # %%
-workdir = scratch_folder(results_dir.parent, "asdt", profile)   # <out>/checkpoints/asdt-<profile>/, removed at the end
+workdir = scratch_folder(results_dir.parent, "asdt", profile)   # <out>/checkpoints/asdt-<profile>/run-<pid>/, removed at the end
 init = None
 if SETTINGS["cls_steps"]:
     init = str(workdir / "class_teacher.pt")

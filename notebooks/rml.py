@@ -161,7 +161,7 @@ show_source(rml.pixel_mi_loss, rml.rml_scores, rml.RML.forward)
 # which the prediction needs; in our reading Table 2 (e) removes it from RML); Table 2 removes one piece from RML each.
 
 # %%
-workdir = scratch_folder(results_dir.parent, "rml", profile)   # <out>/checkpoints/rml-<profile>/, removed at the end
+workdir = scratch_folder(results_dir.parent, "rml", profile)   # <out>/checkpoints/rml-<profile>/run-<pid>/, removed at the end
 t0 = time.perf_counter()
 init = str(workdir / "tags.pt")
 tag_model, tag_history = tscd_runs.pretrain_tags(train_set, backbone=SETTINGS["backbone"], output_stride=SETTINGS["output_stride"],

@@ -198,7 +198,7 @@ show_source(seminar.ema_update, seminar.alpha_for_run, seminar.pcons_weight, sem
 # other decays and weights (one seed each).
 
 # %%
-workdir = scratch_folder(results_dir.parent, "seminar", profile)   # <out>/checkpoints/seminar-<profile>/, removed at the end
+workdir = scratch_folder(results_dir.parent, "seminar", profile)   # <out>/checkpoints/seminar-<profile>/run-<pid>/, removed at the end
 t0 = time.perf_counter()
 BACKBONES = {"ResNet": SETTINGS["backbone"]}
 if SETTINGS["mobilenet_runs"]:

@@ -235,7 +235,7 @@ show_source(ssdd.balanced_ce, ssdd.SSDD._dynamic)
 show_source(psa.PSA.forward, psa.psa_probs, psa.random_walk_scores)
 
 # %%
-workdir = scratch_folder(results_dir.parent, "ssdd", profile)   # <out>/checkpoints/ssdd-<profile>/, removed at the end
+workdir = scratch_folder(results_dir.parent, "ssdd", profile)   # <out>/checkpoints/ssdd-<profile>/run-<pid>/, removed at the end
 cls_file = str(workdir / "classifier.pt")
 classifier, cls_history = pretrain_classifier(train_set, backbone=SETTINGS["backbone"], pretrained=SETTINGS["pretrained"],
                                               steps=SETTINGS["cls_steps"], batch_size=SETTINGS["cls_batch"], lr=1e-3,

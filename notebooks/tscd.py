@@ -192,7 +192,7 @@ show_source(tscd.scd_loss, tscd.equ_loss, tscd.TSCD.forward)
 # refined by each refiner (mIoU against the train masks where the label says something, and the share it labels).
 
 # %%
-workdir = scratch_folder(results_dir.parent, "tscd", profile)   # <out>/checkpoints/tscd-<profile>/, removed at the end
+workdir = scratch_folder(results_dir.parent, "tscd", profile)   # <out>/checkpoints/tscd-<profile>/run-<pid>/, removed at the end
 t0 = time.perf_counter()
 init = {}
 for key, bb in (("mit", SETTINGS["backbone"]), ("resnet", SETTINGS["resnet"])) + ((("wr38", SETTINGS["wr38"]),) if SETTINGS["wr38_runs"] else ()):

@@ -389,7 +389,11 @@ def test_a_run_never_writes_over_committed_outputs_and_profiles_keep_their_own_f
     repo = _published_repo(tmp_path)
     monkeypatch.delenv("WSSS_PUBLISH", raising=False)
     with pytest.raises(ValueError, match=r"holds committed outputs that this run would overwrite \(figures/quick/basics_cams.png, "
-                                         r"results/basics-quick.json\).*--publish basics"):
+                                         r"results/basics-quick.json\).*take them out of git first"):
+        output_dirs(repo, "basics", "quick")                         # a repository of one's own
+    from wsss import notebook
+    monkeypatch.setattr(notebook, "repo_root", lambda: repo)         # this package's repository: publish
+    with pytest.raises(ValueError, match=r"refresh them on purpose with python -m wsss.run_notebooks --publish basics"):
         output_dirs(repo, "basics", "quick")
     results, figures = output_dirs(repo, "basics", "smoke")          # another profile: its own files
     assert figures == repo / "figures" / "smoke" and results == repo / "results"
@@ -403,13 +407,18 @@ def test_checkpoints_live_in_the_run_folder_and_a_killed_runs_files_are_cleared(
     monkeypatch.setenv("WSSS_SCRATCH", "")                       # restored after the test
     results, _ = output_dirs(tmp_path / "run", "asdt", "quick")
     first = notebook.scratch_folder(results.parent, "asdt", "quick")
-    assert first == tmp_path / "run" / "checkpoints" / "asdt-quick" and os.environ["WSSS_SCRATCH"] == str(first)
-    (first / "warm.pt").write_bytes(b"left by a killed run")
+    parent = tmp_path / "run" / "checkpoints" / "asdt-quick"
+    assert first == parent / f"run-{os.getpid()}" and os.environ["WSSS_SCRATCH"] == str(first)
+    # a killed run's folder (its process is gone) is cleared; a live run's and a foreign folder stay
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed, live, mine = parent / f"run-{int(dead.stdout)}", parent / "run-1", parent / "run-mine"
+    for folder, pid in ((killed, int(dead.stdout)), (live, 1)):
+        folder.mkdir()
+        (folder / ".wsss-checkpoints").write_text(f"{pid} checkpoints\n")
+        (folder / "warm.pt").write_bytes(b"weights")
+    mine.mkdir()
+    (mine / "notes.txt").write_text("not the package's")
     again = notebook.scratch_folder(results.parent, "asdt", "quick")
-    assert again == first and not (first / "warm.pt").exists()
-    (first / ".wsss-checkpoints").unlink()
-    (first / "mine.txt").write_text("not the package's")
-    with pytest.raises(FileExistsError, match="holds files wsss did not put there"):
-        notebook.scratch_folder(results.parent, "asdt", "quick")
-    assert (first / "mine.txt").read_text() == "not the package's"
+    assert again == first and not killed.exists()
+    assert (live / "warm.pt").exists() and (mine / "notes.txt").read_text() == "not the package's"
     assert "/checkpoints/" in (ROOT / ".gitignore").read_text().split()      # a publish's base is the repository

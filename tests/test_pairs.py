@@ -88,3 +88,15 @@ def test_publish_refuses_a_pair_out_of_sync_and_extra_parameters(tmp_path, monke
     with pytest.raises(SystemExit):
         run_notebooks.main(["--publish", "-p", "seed", "1", "basics"])
     assert "change the default in notebooks/<name>.py" in capsys.readouterr().err
+
+
+def test_a_trailing_newline_jupyterlab_keeps_is_not_a_difference(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("a = 1\n", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_markdown_cell("text\n")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    write_twin(path)
+    assert pair_difference(path) is None
+    twin(path).write_text(twin(path).read_text().replace("a = 1", "a = 1\nb = 2"))
+    assert "line 2: nothing in the .ipynb, 'b = 2' in the .py" in pair_difference(path)

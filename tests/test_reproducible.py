@@ -99,3 +99,17 @@ def test_the_toy_training_gives_the_same_hash_in_two_fresh_processes():
     a, b = run_child("toy", True), run_child("toy", True)
     assert a["sha256"] == b["sha256"] and a["aten"] == "AVX2"
     assert len(toy()) == 64
+
+
+def test_a_processor_without_avx2_gets_no_pins_and_says_so(monkeypatch):
+    monkeypatch.setattr(reproducible, "_state", {})
+    monkeypatch.setattr(reproducible, "has_avx2", lambda: False)
+    for key in reproducible.PINS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("WSSS_REPRODUCIBLE", raising=False)
+    reproducible.pin_environment()
+    assert not any(key in os.environ for key in reproducible.PINS)
+    info = reproducible.describe()
+    assert "not x86-64 with AVX2" in info["skipped"] and "pins" not in info
+    monkeypatch.setattr("platform.machine", lambda: "arm64")
+    assert reproducible.has_avx2() is False

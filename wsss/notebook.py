@@ -196,10 +196,12 @@ def output_dirs(out_dir, notebook: str | None = None, profile: str | None = None
     if notebook is not None and profile is not None and os.environ.get("WSSS_PUBLISH") != "1":
         tracked = tracked_files(base, [f"results/{notebook}-{profile}.json", f"figures/{profile}/{notebook}_*"])
         if tracked:
+            ours = base.resolve() == repo_root().resolve()
+            how = (f"or refresh them on purpose with python -m wsss.run_notebooks --publish {notebook}" if ours
+                   else "or, to replace them, take them out of git first (git rm --cached)")
             raise ValueError(f"out_dir={str(out_dir)!r} holds committed outputs that this run would overwrite "
                              f"({', '.join(tracked[:3])}{' ...' if len(tracked) > 3 else ''}): choose another out_dir "
-                             f"(None: runs/{notebook}-{profile}/), or refresh them on purpose with "
-                             f"python -m wsss.run_notebooks --publish {notebook}")
+                             f"(None: runs/{notebook}-{profile}/), {how}")
     results.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     return results, figures
@@ -219,21 +221,40 @@ def tracked_files(folder: Path, patterns: list[str]) -> list[str]:
     return out.stdout.split() if out.returncode == 0 else []
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True             # someone else's live process, or a platform that cannot tell: keep its files
+    return True
+
+
 def scratch_folder(base: Path, notebook: str, profile: str) -> Path:
-    """An empty folder for a run's checkpoints: <base>/checkpoints/<notebook>-<profile>/, where base is the
-    run's output folder (``results_dir.parent``: runs/<notebook>-<profile>/ by default, git-ignored
-    checkpoints/ of the repository when publishing), never the system's temporary folder. What an earlier,
-    killed run left there is removed first (a marker file says the folder is the package's); the notebook
-    removes the folder when it ends. Sets $WSSS_SCRATCH, where run_variant puts its own temporary copies."""
+    """A new, empty folder for this run's checkpoints: <base>/checkpoints/<notebook>-<profile>/run-<pid>/, where
+    base is the run's output folder (``results_dir.parent``: runs/<notebook>-<profile>/ by default,
+    git-ignored checkpoints/ of the repository when publishing), never the system's temporary folder.
+    Each run has its own folder, marked with its process id; folders beside it whose process has ended
+    (a killed run's) are removed first, those of a run still going are left alone, and so is anything
+    without the package's marker. The notebook removes its folder when it ends. Sets $WSSS_SCRATCH,
+    where run_variant puts its own temporary copies."""
     import shutil
-    folder = Path(base) / "checkpoints" / f"{notebook}-{profile}"
-    marker = folder / ".wsss-checkpoints"
-    if folder.exists() and marker.is_file():       # ours (the marker says so): clear the last run's files
-        shutil.rmtree(folder)
-    elif folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder} holds files wsss did not put there; move them, the run needs this folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    marker.write_text("checkpoints of a wsss notebook run; removed when the run ends\n")
+    parent = Path(base) / "checkpoints" / f"{notebook}-{profile}"
+    parent.mkdir(parents=True, exist_ok=True)
+    for old in parent.glob("run-*"):
+        marker = old / ".wsss-checkpoints"
+        try:
+            pid = int(marker.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue                          # not the package's folder: leave it
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = parent / f"run-{os.getpid()}"
+    if folder.exists():
+        shutil.rmtree(folder)                  # this process's own earlier folder (a cell run twice)
+    folder.mkdir()
+    (folder / ".wsss-checkpoints").write_text(f"{os.getpid()} checkpoints of a wsss notebook run; removed when it ends\n")
     os.environ["WSSS_SCRATCH"] = str(folder)
     return folder
 

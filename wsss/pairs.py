@@ -42,7 +42,9 @@ def pair_difference(notebook: Path) -> str | None:
     if not source.exists():
         return (f"{notebook.name} has no paired source {source.name}; create it with "
                 f"`jupytext --set-formats ipynb,{FORMAT} notebooks/{notebook.name}`")
-    a = _cells(nbformat.read(notebook, as_version=4))
+    # the .ipynb through the same text form as its twin: what the text format cannot hold (a cell's trailing
+    # newline, which JupyterLab keeps and jupytext drops) is not a difference
+    a = _cells(jupytext.reads(jupytext.writes(nbformat.read(notebook, as_version=4), fmt=FORMAT), fmt=FORMAT))
     b = _cells(jupytext.read(source))
     if a == b:
         return None
@@ -51,7 +53,7 @@ def pair_difference(notebook: Path) -> str | None:
             what = ("type differs" if x[0] != y[0] else "source differs" if x[1] != y[1] else "tags differ")
             detail = what
             if what == "source differs":
-                la, lb = x[1].splitlines(), y[1].splitlines()
+                la, lb = x[1].split("\n"), y[1].split("\n")
                 n = next((k for k, (u, v) in enumerate(zip(la, lb)) if u != v), min(len(la), len(lb)))
                 shown = lambda lines: repr(lines[n][:60]) if n < len(lines) else "nothing"  # noqa: E731
                 detail += f" at its line {n + 1}: {shown(la)} in the .ipynb, {shown(lb)} in the .py"

@@ -13,7 +13,7 @@ final weights:
 
 Then the fingerprint of the ``quick`` benchmark every committed run reads (:mod:`wsss.data.fingerprint`;
 generated on first use, a few seconds). On another x86-64 machine with AVX2, the same commit and the
-same versions of torch, numpy and Pillow must print the same four hashes; README "Same numbers on any
+same versions of torch, numpy and Pillow must print the same hashes (the two pinned trainings and the benchmark); README "Same numbers on any
 x86 machine" holds ours. ``--both-paths`` runs the trainings once more with the reproducible mode off
 (each library's fastest path on this processor): on an AVX-512 machine the hashes then differ, which
 shows the pins take effect.

@@ -83,10 +83,37 @@ def pinned_values() -> dict[str, str]:
     return {k: (_numpy_avx512() if v is None else v) for k, v in PINS.items()}
 
 
+def has_avx2() -> bool:
+    """True on an x86-64 processor that reports AVX2 and FMA (read without importing torch or numpy:
+    /proc/cpuinfo on Linux, sysctl on macOS, IsProcessorFeaturePresent on Windows); False elsewhere,
+    also where it cannot be told - pinning AVX2 on a processor without it would crash (SIGILL)."""
+    import platform
+    import subprocess
+    if platform.machine().lower() not in ("x86_64", "amd64", "x64"):
+        return False
+    flags = processor_flags()
+    if flags:
+        return {"avx2", "fma"} <= flags
+    try:
+        if sys.platform == "darwin":
+            out = subprocess.run(["sysctl", "-n", "hw.optional.avx2_0"], capture_output=True, text=True, timeout=5)
+            return out.stdout.strip() == "1"
+        if os.name == "nt":
+            import ctypes
+            return bool(ctypes.windll.kernel32.IsProcessorFeaturePresent(40))   # PF_AVX2_INSTRUCTIONS_AVAILABLE
+    except Exception:   # noqa: BLE001 - any failure means: cannot tell, so do not pin
+        return False
+    return False
+
+
 def pin_environment() -> None:
     """Set :data:`PINS` in ``os.environ`` (a value already set is kept) before torch or numpy start.
-    Called by ``wsss/__init__.py``; records whether torch / numpy were imported before it."""
+    Called by ``wsss/__init__.py``; records whether torch / numpy were imported before it. On a processor
+    without AVX2 (or not x86-64) nothing is pinned, and :func:`describe` says so."""
     if _state or not enabled():
+        return
+    if not has_avx2():
+        _state["skipped"] = "no pins: this processor is not x86-64 with AVX2 (or it could not be told)"
         return
     _state["torch_imported_first"] = "torch" in sys.modules
     _state["numpy_imported_first"] = "numpy" in sys.modules
@@ -136,16 +163,22 @@ def onednn_isa() -> str | None:
     """The instruction set oneDNN runs its convolutions with in this process, read from its verbose
     header (one small convolution with verbose output on, the process's stdout caught at the file
     descriptor); None where it cannot be read (a torch without oneDNN, a non-Linux stdout)."""
+    if os.name == "nt":
+        return None
+    try:
+        return _onednn_isa()
+    except Exception:   # noqa: BLE001 - a report, never a reason for a run to fail
+        return None
+
+
+def _onednn_isa() -> str | None:
     import ctypes
     import tempfile
 
     import torch
     if not torch.backends.mkldnn.is_available():
         return None
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:
-        return None
+    libc = ctypes.CDLL(None)
     sys.stdout.flush()
     saved = os.dup(1)
     try:
@@ -192,7 +225,9 @@ def describe() -> dict:
             "processor_isa": "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "older or unknown",
             "aten_capability": torch.backends.cpu.get_cpu_capability(), "onednn_isa": onednn_isa(),
             "torch_threads": torch.get_num_threads(), "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
-    if enabled():
+    if enabled() and _state.get("skipped"):
+        info["skipped"] = _state["skipped"]
+    elif enabled():
         info["pins"] = {k: os.environ.get(k) for k in PINS}
         info["numpy_avx512_off"] = _numpy_avx512_off()
         info["threads_pinned"] = threads()

@@ -104,7 +104,8 @@ class _Elapsed(logging.Formatter):
 def run(notebook: Path, out: Path, params: dict, *, cwd: Path, log: _Elapsed, scratch: Path) -> Path:
     """Execute ``notebook`` into ``out`` through a copy in the folder ``scratch``; ``out`` is replaced only
     when the run succeeded, else the failed copy stays in ``scratch`` (never beside the notebooks, where
-    the test suite would collect it). A notebook with a ``.py`` twin runs from the twin's cells."""
+    the test suite would collect it). A notebook with a ``.py`` twin runs from the twin's cells (``main`` runs
+    only notebooks that have one, in sync)."""
     scratch.mkdir(parents=True, exist_ok=True)
     tmp = scratch / f".{out.stem}.running.ipynb"
     source = notebook
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {nb.name} with {params or 'its defaults'} -> {out}", flush=True)
         # the output folder reaches the kernel through its environment, not as an injected parameter, so a
         # published notebook carries no machine's path (and its second cell stays the validation cell)
-        saved = os.environ.get("WSSS_OUT_DIR")
+        saved = {k: os.environ.get(k) for k in ("WSSS_OUT_DIR", "WSSS_PUBLISH")}
         os.environ["WSSS_OUT_DIR"] = str(target)
         os.environ["WSSS_PUBLISH"] = "1" if args.publish else "0"   # output_dirs lets only a publish write over committed files
         try:
@@ -234,10 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.publish and write_twin(nb):
                 print(f"  {nb.with_suffix('.py').name} rewritten to match the published notebook", flush=True)
         finally:
-            if saved is None:
-                os.environ.pop("WSSS_OUT_DIR")
-            else:
-                os.environ["WSSS_OUT_DIR"] = saved
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         print(f"  {nb.name}: done in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
