@@ -421,4 +421,9 @@ def test_checkpoints_live_in_the_run_folder_and_a_killed_runs_files_are_cleared(
     again = notebook.scratch_folder(results.parent, "asdt", "quick")
     assert again == first and not killed.exists()
     assert (live / "warm.pt").exists() and (mine / "notes.txt").read_text() == "not the package's"
+    (first / ".wsss-checkpoints").unlink()                       # this process's folder, no longer marked: kept
+    (first / "mine.txt").write_text("kept")
+    with pytest.raises(FileExistsError, match="without the package's marker"):
+        notebook.scratch_folder(results.parent, "asdt", "quick")
+    assert (first / "mine.txt").read_text() == "kept"
     assert "/checkpoints/" in (ROOT / ".gitignore").read_text().split()      # a publish's base is the repository

@@ -207,18 +207,23 @@ def output_dirs(out_dir, notebook: str | None = None, profile: str | None = None
     return results, figures
 
 
-def tracked_files(folder: Path, patterns: list[str]) -> list[str]:
-    """The files git tracks under ``folder`` that match ``patterns`` (git pathspecs relative to it); none
-    when ``folder`` is not in a git checkout or git is missing."""
+def git_lines(folder: Path, *args: str) -> list[str]:
+    """The output lines of ``git <args>`` run in ``folder``; none when ``folder`` is missing, is not in a git
+    checkout, or git is missing or fails (the checks built on it then pass, as outside a repository)."""
     import subprocess
     folder = Path(folder)
     if not folder.is_dir():
         return []
     try:
-        out = subprocess.run(["git", "ls-files", "--", *patterns], cwd=folder, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return []
-    return out.stdout.split() if out.returncode == 0 else []
+    return [line for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def tracked_files(folder: Path, patterns: list[str]) -> list[str]:
+    """The files git tracks under ``folder`` that match ``patterns`` (git pathspecs relative to it)."""
+    return git_lines(folder, "ls-files", "--", *patterns)
 
 
 def _alive(pid: int) -> bool:
@@ -252,6 +257,8 @@ def scratch_folder(base: Path, notebook: str, profile: str) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     folder = parent / f"run-{os.getpid()}"
     if folder.exists():
+        if not (folder / ".wsss-checkpoints").is_file():
+            raise FileExistsError(f"{folder} exists without the package's marker; move it, the run needs this folder")
         shutil.rmtree(folder)                  # this process's own earlier folder (a cell run twice)
     folder.mkdir()
     (folder / ".wsss-checkpoints").write_text(f"{os.getpid()} checkpoints of a wsss notebook run; removed when it ends\n")

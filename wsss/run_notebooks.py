@@ -22,7 +22,6 @@ import ast
 import logging
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import nbformat
 import papermill
 
-from .notebook import repo_root, run_folder
+from .notebook import git_lines, repo_root, run_folder
 from .pairs import pair_difference, source_notebook, write_twin
 
 # the introduction first (it also builds the benchmark), then the papers in the order they build on each other
@@ -144,14 +143,7 @@ def _uncommitted(paths: list[Path]) -> list[str]:
     """Those of ``paths`` git reports as changed or untracked (none when git or the repository is absent)."""
     root = repo_root()
     rel = [str(p.relative_to(root)) for p in paths if p.exists()]
-    if not rel:
-        return []
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--", *rel], cwd=root, capture_output=True,
-                             text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line[3:] for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+    return [line[3:] for line in git_lines(root, "status", "--porcelain", "--", *rel)] if rel else []
 
 
 def publish_refusals(notebook: Path, forced_profile: str | None) -> list[str]:
