@@ -113,8 +113,9 @@ from wsss.losses import multilabel_soft_margin
 from wsss.methods import asdt, rrm
 from wsss.methods.asdt import ASDT, fuse, pwm_signal, schedule_counts
 from wsss.methods.baselines import FullySupervised
-from wsss.notebook import (Stopwatch, scratch_folder, default_workers, head_dilation, mean_std, miou_record, open_data, ordering_verdict,
+from wsss.notebook import (Stopwatch, scratch_folder, default_workers, head_dilation, mean_std, miou_record, open_data,
                            output_dirs, pixels, profile_settings, scaled_bilateral, show_source, write_results)
+from wsss.records import Verdicts, central_std, format_miou
 from wsss.refine import crf_label
 from wsss.train import TrainConfig, resolve_device, seed_everything, train
 
@@ -464,7 +465,8 @@ viz.image_grid([[viz.to_hwc(im) for im in shown["image"]], [viz.heatmap(im, c) f
 # labels as the student, and only $\mathbf{P}^s$ is reported, as in the paper. The four central rows
 # are the mean +- std over the seeds (every seed's value is in the second table and in the results
 # json); the naive mean teacher ran with the first seed only. A verdict is "inconclusive" where two rows
-# differ by less than the larger of their seeds' standard deviations.
+# differ by less than twice the seeds' standard deviation measured on these central rows (printed below the
+# tables); the one-seed rows of Table 5 and Fig. 6 are judged with the same std.
 
 # %%
 PAPER_T4 = {"Single class-teacher": (None, 62.6, None), "Single seg-teacher": (62.3, 30.4, 48.5),
@@ -473,25 +475,35 @@ PAPER_T4 = {"Single class-teacher": (None, 62.6, None), "Single seg-teacher": (6
 COLUMNS = {"P^st": "P^st + CRF", "P^s": "P^s + CRF", "P": "P max + CRF"}
 
 
-def per_seed(mode, output):
+def per_seed(mode, output, fraction=False):
+    """The row's value on every seed it ran: in percent (tables), or as the fractions the runs returned (verdicts)."""
     names = [f"{mode} seed={s}" for s in SEEDS] if mode in CENTRAL else [mode]
-    return [miou[n][output] for n in names]
+    return [results[n]["miou"][output] if fraction else miou[n][output] for n in names]
 
 
 t4_values = {row: {col: None if mode == "class" and col != "P^s" else per_seed(mode, out) for col, out in COLUMNS.items()}
              for row, mode in STRATEGIES.items()}
-fmt = lambda v: "-" if v is None else f"{mean_std(v)[0]:.1f} +- {mean_std(v)[1]:.1f}" if len(v) > 1 else f"{v[0]:.1f}"  # noqa: E731
+t4_fractions = {row: {col: None if mode == "class" and col != "P^s" else per_seed(mode, out, fraction=True)
+                      for col, out in COLUMNS.items()} for row, mode in STRATEGIES.items()}
+fmt = lambda v: "-" if v is None else format_miou(v, percent=False)  # noqa: E731
 t4 = pd.DataFrame({row: {**{col: fmt(v) for col, v in vals.items()}, "seeds": len(vals["P^s"]),
                          **{f"paper {col}": p for col, p in zip(COLUMNS, PAPER_T4[row])}}
                    for row, vals in t4_values.items()}).T
 display(t4)
 display(pd.DataFrame({f"{row} ({col})": dict(zip(SEEDS, t4_values[row][col])) for row, mode in STRATEGIES.items()
                       if mode in CENTRAL for col in ("P^s", "P") if t4_values[row][col]}).T.round(1).rename(columns=lambda s: f"seed {s}"))
+# the seeds' std on the central rows, in the columns the verdicts judge (P^s and P): every verdict below uses it
+STD = central_std(*(vals[col] for row, vals in t4_fractions.items() if STRATEGIES[row] in CENTRAL for col in ("P^s", "P")
+                    if vals[col]))
+V = Verdicts(std=STD)
+print(f"seeds' std on the central rows: {100 * STD:.1f} points; gaps under 2 x std are inconclusive" if STD is not None else
+      "seeds' std on the central rows: not known (one seed each); every verdict is inconclusive")
 for i, col in enumerate(COLUMNS):
     if col == "P^st":
         continue
-    central = {row: vals[col] for row, vals in t4_values.items() if STRATEGIES[row] in CENTRAL and vals[col]}
-    print(ordering_verdict(central, {row: PAPER_T4[row][i] for row in central}, what=f"Table 4, {col}, central rows over {len(SEEDS)} seeds"))
+    central = {row: vals[col] for row, vals in t4_fractions.items() if STRATEGIES[row] in CENTRAL and vals[col]}
+    print(V.line(V.ordering(f"Table 4, {col}, central rows over {len(SEEDS)} seeds", central,
+                            {row: PAPER_T4[row][i] / 100 for row in central})))
 
 # %% [markdown]
 # ## 7. Table 5: the components
@@ -514,7 +526,7 @@ table5 += [{"row": "without CRF", "R^ct": "yes", "L_str": "yes", "CRF": "", "fus
            {"row": "full (max)", "R^ct": "yes", "L_str": "yes", "CRF": "yes", "fusion": "max", "ours": full["P max + CRF"], "paper": 64.03}]
 t5 = pd.DataFrame(table5).set_index("row")
 display(t5.round(2))
-print(ordering_verdict(t5["ours"].to_dict(), t5["paper"].to_dict(), what="Table 5 (one seed)", tie=0.05))
+print(V.line(V.ordering("Table 5 (one seed)", (t5["ours"] / 100).to_dict(), (t5["paper"] / 100).to_dict(), tie=0.0005)))
 print("(pairs the paper separates by 0.05 points or less, fusion max vs mean, are not counted)")
 
 # %% [markdown]
@@ -546,7 +558,7 @@ viz.plot_sweep({"ours": [(r["tau"], r["miou"]) for r in fig6_tau], "paper (text)
                xlabel=f"ratio tau (T={T})", ax=axes[1])
 fig.tight_layout()
 fig.savefig(figures_dir / "asdt_fig6.png", dpi=110, bbox_inches="tight")
-print(ordering_verdict({r["T"]: r["miou"] for r in fig6_T}, PAPER_T, what="Fig. 6, T"))
+print(V.line(V.ordering("Fig. 6, T", {r["T"]: [x / 100 for x in r["miou"]] for r in fig6_T}, {t: p / 100 for t, p in PAPER_T.items()})))
 spread = lambda rows: max(mean_std(r["miou"])[0] for r in rows) - min(mean_std(r["miou"])[0] for r in rows)  # noqa: E731
 print(f"Fig. 6: spread of the means over T {spread(fig6_T):.1f} points, over tau {spread(fig6_tau):.1f} points; the seeds' "
       f"std at the notebook's point: {mean_std(own)[1]:.1f} (the paper: about 1 point over T, a 'relatively flat' curve over tau).")
@@ -649,6 +661,7 @@ summary = {
     "fig6_tau": [record(r["miou"], r["paper"], **{k: r[k] for k in ("T", "tau", "steps_from_seg_teacher", "periods")}) for r in fig6_tau],
     "all_runs": {name: r["miou"] for name, r in results.items()},
     "run_seconds": {name: {"train": r["train_seconds"], "eval": r["eval_seconds"]} for name, r in results.items()},
+    "verdicts": V.entries,
     "label_coverage": coverage, "retrain": retrain_result, "grid_seconds": grid_seconds,
     "dataset": dataset, "settings": SETTINGS, "parameters": {k: str(v) for k, v in params.items()},
 }

@@ -93,9 +93,9 @@ from wsss.experiments import seminar as sem_runs
 from wsss.experiments.driver import backbone_state
 from wsss.methods import seminar
 from wsss.methods.seminar import Seminar, alpha_for_run, ema_horizon
-from wsss.notebook import (Stopwatch, scratch_folder, default_workers, head_dilation, mean_std, miou_record, open_data, ordering_verdict,
+from wsss.notebook import (Stopwatch, scratch_folder, default_workers, head_dilation, miou_record, open_data,
                            output_dirs, pixels, profile_settings, show_source, write_results)
-from wsss.records import pair_verdict
+from wsss.records import Verdicts, central_std, format_miou, verdict_entry
 from wsss.train import lr_factor, resolve_device, seed_everything, TrainConfig
 
 clock = Stopwatch()
@@ -339,16 +339,19 @@ fig.savefig(figures_dir / "seminar_mechanism.png", dpi=100, bbox_inches="tight")
 #
 # Val mIoU (%) of the student (single scale, no CRF; the paper evaluates students), beside the paper's. The central
 # comparison, pCE against all four losses, runs over the seeds (so does row 4, the ancillaries of row 5); the other rows
-# one seed. The teacher's score is shown beside the student's (the paper: "similar").
+# one seed. The teacher's score is shown beside the student's (the paper: "similar"). A gap under twice the seeds' std of
+# these central rows (printed below the tables) is "inconclusive"; the one-seed rows here and in Sections 6-7 are judged
+# with the same std.
 
 # %%
-fmt = lambda v: f"{mean_std(v)[0]:.1f} +- {mean_std(v)[1]:.1f}" if isinstance(v, list) and len(v) > 1 else f"{(v[0] if isinstance(v, list) else v):.1f}"  # noqa: E731
+fmt = lambda v: format_miou(v, percent=False)  # noqa: E731
 PAPER_T3 = {"pCE": (50.85, 54.70), "pCE + CRF": (48.75, 55.63), "pCE + pCons": (56.14, 61.47),
             "pCE + CRF + pCons": (62.03, 70.29), "all four": (64.44, 72.51), "full supervision": (71.92, 78.59)}
 
 
-def seeds_of(row, out="student"):
-    return [miou[f"{row} seed={s}"][out] for s in SEEDS]
+def seeds_of(row, out="student", fraction=False):
+    """The row's value on every seed: in percent (tables), or as the fractions the runs returned (verdicts)."""
+    return [results[f"{row} seed={s}"]["miou"][out] if fraction else miou[f"{row} seed={s}"][out] for s in SEEDS]
 
 
 t3_values = {"pCE": seeds_of("pCE"), "pCE + CRF": [miou["pCE + CRF"]["student"]], "pCE + pCons": [miou["pCE + pCons"]["student"]],
@@ -364,12 +367,19 @@ t3 = pd.DataFrame({row: {f"ours, {BACKBONES['ResNet']}": fmt(v), "teacher": fmt(
 display(t3)
 display(pd.DataFrame({row: dict(zip(SEEDS, seeds_of(row))) for row in ("pCE", "pCE + CRF + pCons", "all four")}).T
         .round(1).rename(columns=lambda s: f"seed {s}"))
-print(f"Table 3, all four above pCE ({len(SEEDS)} seeds): {pair_verdict(t3_values['all four'], t3_values['pCE'])} "
-      f"({mean_std(t3_values['all four'])[0]:.1f} vs {mean_std(t3_values['pCE'])[0]:.1f}; paper 72.51 vs 54.70)")
-print(f"row 5 above row 4 (student-student, {len(SEEDS)} seeds): {pair_verdict(t3_values['all four'], t3_values['pCE + CRF + pCons'])}")
-print(ordering_verdict({r: v for r, v in t3_values.items() if r != "full supervision"},
-                       {r: p[1] for r, p in PAPER_T3.items() if r != "full supervision"},
-                       what="Table 3 (ResNet column; pCE, row 4 and all four over the seeds, the others one seed)"))
+CENTRAL = ("pCE", "pCE + CRF + pCons", "all four")          # the rows run over the seeds
+t3_fractions = {row: seeds_of(row, fraction=True) if row in CENTRAL else [results[row]["miou"]["student"]] for row in t3_values}
+STD = central_std(*(t3_fractions[row] for row in CENTRAL))  # the seeds' std on the central rows: every verdict uses it
+V = Verdicts(std=STD)
+print(f"seeds' std on the central rows: {100 * STD:.1f} points; gaps under 2 x std are inconclusive" if STD is not None else
+      "seeds' std on the central rows: not known (one seed each); every verdict is inconclusive")
+print(V.line(V.pair(f"Table 3, all four above pCE ({len(SEEDS)} seeds; paper 72.51 vs 54.70)", t3_fractions["all four"],
+                    t3_fractions["pCE"], a_name="all four", b_name="pCE")))
+print(V.line(V.pair(f"row 5 above row 4 (student-student, {len(SEEDS)} seeds)", t3_fractions["all four"], t3_fractions["pCE + CRF + pCons"],
+                    a_name="all four", b_name="pCE + CRF + pCons")))
+print(V.line(V.ordering("Table 3 (ResNet column; pCE, row 4 and all four over the seeds, the others one seed)",
+                        {r: v for r, v in t3_fractions.items() if r != "full supervision"},
+                        {r: p[1] / 100 for r, p in PAPER_T3.items() if r != "full supervision"})))
 if not SETTINGS["mobilenet_runs"]:
     print(f"MobileNet column: not trained at profile {profile!r} (it runs at full and paper)")
 
@@ -408,10 +418,18 @@ end = {name: v["miou"][-1] * 100 for name, v in FIG4.items()}
 reset, unchanged, ss = end["self-generation, LR reset"], end["self-generation, LR unchanged"], end[f"all four seed={seed}"]
 print(f"before the pseudo-labels (the ancillary's end): {before:.1f}; after: student-student {ss:.1f}, self-generation reset "
       f"{reset:.1f}, unchanged {unchanged:.1f}")
-print(f"student-student above self-generation (reset): {'held' if ss > reset else 'did not hold'} ({ss - reset:+.1f}; one run each)")
-print(f"reset ends below its pre-pseudo-label score: {'held' if reset < before else 'did not hold'} ({reset - before:+.1f})")
-print(f"unchanged stays flat (within 1 point of where it started): {'held' if abs(unchanged - before) <= 1 else 'did not hold'} "
-      f"({unchanged - before:+.1f})")
+ends = {name: v["miou"][-1] for name, v in FIG4.items()}     # the same, as fractions (verdicts)
+start = ends[f"pCE + CRF + pCons seed={seed}"]
+print(V.line(V.pair("student-student above self-generation (reset; one run each)", ends[f"all four seed={seed}"],
+                    ends["self-generation, LR reset"], a_name="student-student", b_name="self-generation, reset")))
+print(V.line(V.pair("reset ends below its pre-pseudo-label score", start, ends["self-generation, LR reset"],
+                    a_name="before", b_name="self-generation, reset")))
+# "stays flat" is decided only the other way: a gap over 2 x std shows it moved; a smaller one cannot show it flat
+flat = verdict_entry("unchanged stays flat (ends where it started)", ends["self-generation, LR unchanged"], start, std=V.std,
+                     a_name="self-generation, unchanged", b_name="before")
+flat["verdict"] = "did not hold" if flat["verdict"] in ("held", "did not hold") else flat["verdict"]
+V.entries.append(flat)
+print(V.line(flat))
 
 # %% [markdown]
 # ## 7. Fig. 5: chain length, EMA decay, pCons weight (one seed each)
@@ -431,8 +449,12 @@ fig5a = pd.DataFrame({"ours": chain, "paper ResNet-101 (text)": [70.29, 72.51] +
                       "paper MobileNet (Table 3)": [62.03, 64.44] + [None] * (len(chain) - 2)}, index=range(len(chain)))
 fig5a.index.name = "student-student modules"
 display(fig5a)
-print(f"Fig. 5(a), the first module helps: {'held' if chain[1] > chain[0] else 'did not hold'} ({chain[1] - chain[0]:+.1f}); "
-      f"more modules add little (|change| < 1 point): " + ", ".join(f"{k}: {chain[k] - chain[k - 1]:+.1f}" for k in range(2, len(chain))))
+chain_fractions = [results[name]["miou"]["student"] for name in
+                   (f"pCE + CRF + pCons seed={seed}", f"all four seed={seed}", *(f"chain {k}" for k in range(2, SETTINGS["chain"] + 1)))]
+print(V.line(V.pair("Fig. 5(a), the first module helps (one run each)", chain_fractions[1], chain_fractions[0],
+                    a_name="1 module", b_name="0 modules")))
+print("Fig. 5(a), more modules add little (|change| < 1 point): "
+      + ", ".join(f"{k}: {chain[k] - chain[k - 1]:+.1f}" for k in range(2, len(chain))))
 
 row4 = miou[f"pCE + CRF + pCons seed={seed}"]["student"]
 fig5b = [{"alpha (paper)": a, "alpha (this run)": alpha_for_run(a, steps),
@@ -442,12 +464,21 @@ fig5b = [{"alpha (paper)": a, "alpha (this run)": alpha_for_run(a, steps),
 display(pd.DataFrame(fig5b).set_index("alpha (paper)").round(4))
 b = {r["alpha (paper)"]: r["ours"] for r in fig5b}
 if 0.99 in b and 0.999 in b:
-    print(f"Fig. 5(b), 0.999 above 0.99: {'held' if b[0.999] > b[0.99] else 'did not hold'} ({b[0.999] - b[0.99]:+.1f}, one run each)")
+    print(V.line(V.pair("Fig. 5(b), 0.999 above 0.99 (one run each)", b[0.999] / 100, b[0.99] / 100, a_name="alpha 0.999",
+                        b_name="alpha 0.99")))
 fig5c = [{"lambda_pCons": lam, "ours": row4 if lam == lambda_pcons else miou[f"lambda_pCons={lam:g}"]["student"]}
          for lam in sorted(set(SETTINGS["fig5c_lambda"]) | {lambda_pcons})]
 display(pd.DataFrame(fig5c).set_index("lambda_pCons").round(1))
 best = max(fig5c, key=lambda r: r["ours"])["lambda_pCons"]
-print(f"Fig. 5(c), 200 the best: {'held' if best == 200 else 'did not hold'} (best here: {best:g}; one run each)")
+by_lambda = {r["lambda_pCons"]: r["ours"] / 100 for r in fig5c}
+if 200 in by_lambda:   # 200 the best: 200 above every other value, by the rule of an ordering (any pair decided against it: did not hold)
+    pairs_5c = [V.pair(f"Fig. 5(c), lambda_pCons 200 above {lam:g} (one run each)", by_lambda[200], by_lambda[lam],
+                       a_name="200", b_name=f"{lam:g}") for lam in by_lambda if lam != 200]
+    for entry in pairs_5c:
+        print(V.line(entry))
+    words = [e["verdict"] for e in pairs_5c]
+    overall = "did not hold" if "did not hold" in words else "held" if words and set(words) == {"held"} else "inconclusive"
+    print(f"Fig. 5(c), 200 the best: {overall} (best here: {best:g}; one run each)")
 fig, axes = plt.subplots(1, 3, figsize=(12, 3))
 axes[0].plot(range(len(chain)), chain, "o-"); axes[0].set_xlabel("student-student modules")
 axes[1].plot([r["horizon share"] * 100 for r in fig5b], [r["ours"] for r in fig5b], "o-"); axes[1].set_xscale("log")
@@ -499,6 +530,7 @@ summary = {
     "fig5a": [{"modules": k, "miou": v / 100} for k, v in enumerate(chain)],
     "fig5b": [{**r, "miou": r["ours"] / 100} for r in fig5b],
     "fig5c": [{**r, "miou": r["ours"] / 100} for r in fig5c],
+    "verdicts": V.entries,
     "clicks": CLICKS, "schedule": SCHEDULE, "all_runs": {name: r["miou"] for name, r in results.items()},
     "run_seconds": {name: {"train": r["train_seconds"], "eval": r["eval_seconds"]} for name, r in results.items()},
     "grid_seconds": grid_seconds, "pretrain_seconds": pretrain_seconds,

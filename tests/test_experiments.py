@@ -133,27 +133,30 @@ def test_pseudo_mask_dataset_swaps_masks_before_the_transform(tiny_benchmark):
 
 
 def test_ordering_verdict_counts_pairs_and_names_the_worst_reversal():
-    paper = {"a": 64.0, "b": 53.0, "c": 48.5}
-    assert "held here (3 of 3" in ordering_verdict({"a": 70, "b": 60, "c": 40}, paper)
-    text = ordering_verdict({"a": 50, "b": 60, "c": 40}, paper)
-    assert "held only in part here (2 of 3" in text and "a is 10.0 points below b" in text
-    assert "did not hold here (0 of 3" in ordering_verdict({"a": 1, "b": 2, "c": 3}, paper)
-    assert "fewer than two rows" in ordering_verdict({"a": 1}, paper)
+    paper = {"a": 0.640, "b": 0.530, "c": 0.485}
+    assert "held (the paper's ordering, 3 pairs: 3 held" in ordering_verdict({"a": 0.70, "b": 0.60, "c": 0.40}, paper, std=0.01)
+    text = ordering_verdict({"a": 0.50, "b": 0.60, "c": 0.40}, paper, std=0.01)
+    assert "did not hold (the paper's ordering, 3 pairs: 2 held, 1 did not hold" in text
+    assert "a is 10.0 points below b" in text and "in part" not in text
+    assert "3 pairs: 0 held, 3 did not hold" in ordering_verdict({"a": 0.1, "b": 0.2, "c": 0.3}, paper, std=0.01)
+    assert "fewer than two rows" in ordering_verdict({"a": 0.1}, paper)
     # pairs the paper calls a tie are not counted
-    assert "(2 of 2" in ordering_verdict({"x": 1, "y": 2, "z": 0}, {"x": 64.03, "y": 64.02, "z": 62.99}, tie=0.05)
+    assert "2 pairs: 2 held" in ordering_verdict({"x": 0.01, "y": 0.02, "z": 0.0}, {"x": 0.6403, "y": 0.6402, "z": 0.6299},
+                                                   tie=0.0005, std=0.001)
 
 
-def test_verdicts_over_seeds_say_inconclusive_inside_the_spread():
-    assert pair_verdict([50, 52, 54], [40, 41, 42]) == "held"           # gap 11 > std 2
-    assert pair_verdict([40, 41, 42], [50, 52, 54]) == "did not hold"
-    assert pair_verdict([50, 54, 46], [49, 50, 51]) == "inconclusive"   # gap 0 < std 4
-    assert pair_verdict(50.0, 49.9) == "held"                           # one seed: no spread
-    paper = {"a": 64.0, "b": 53.0, "c": 48.5}
-    text = ordering_verdict({"a": [50, 54, 46], "b": [49, 50, 51], "c": [30, 31, 32]}, paper)
-    assert "held only in part here (2 of 3 pairwise orders; 1 within the seeds' spread)" in text
-    assert "a (50 +- 4)" in text
-    text = ordering_verdict({"a": [50, 54, 46], "b": [49, 50, 51]}, paper)
-    assert "inconclusive here (0 of 1" in text and "reversal" not in text
+def test_verdicts_over_seeds_say_inconclusive_under_twice_the_spread():
+    assert pair_verdict([0.50, 0.52, 0.54], [0.40, 0.41, 0.42]) == "held"           # gap 11 > 2 x std 2
+    assert pair_verdict([0.40, 0.41, 0.42], [0.50, 0.52, 0.54]) == "did not hold"
+    assert pair_verdict([0.50, 0.54, 0.46], [0.49, 0.50, 0.51]) == "inconclusive"   # gap 0 < 2 x std 4
+    assert pair_verdict(0.500, 0.499) == "inconclusive"                             # one seed each: no std, no decision
+    assert pair_verdict(0.500, 0.499, std=0.0004) == "held"                         # one seed, judged by the central std
+    paper = {"a": 0.640, "b": 0.530, "c": 0.485}
+    text = ordering_verdict({"a": [0.50, 0.54, 0.46], "b": [0.49, 0.50, 0.51], "c": [0.30, 0.31, 0.32]}, paper)
+    assert "inconclusive (the paper's ordering, 3 pairs: 2 held, 0 did not hold, 1 inconclusive" in text
+    assert "a 50.0 +- 4.0 (3 runs)" in text
+    text = ordering_verdict({"a": [0.50, 0.54, 0.46], "b": [0.49, 0.50, 0.51]}, paper)
+    assert "inconclusive (the paper's ordering, 1 pair: 0 held" in text and "reversal" not in text
 
 
 def test_miou_records_keep_fractions_the_paper_and_every_seed():

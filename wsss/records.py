@@ -1,17 +1,35 @@
 """Result records and verdicts that every notebook writes the same way.
 
-* mIoU is stored as a fraction in [0, 1]; the paper's number, printed in percent in its tables, is
-  stored beside it as a fraction too (:func:`miou_record`);
-* a row run over several seeds keeps every seed's value, their mean and standard deviation;
-* an ordering verdict says whether the paper's ranking of rows held here: "held", "did not hold", or
-  "inconclusive" where two rows differ by less than their seeds' spread (:func:`ordering_verdict`).
+Units: every mIoU handed to this module is a fraction in [0, 1] (a row's value, a seed's value, the
+paper's number, a std, a gain); the texts print them in percent with one decimal, and gaps in points.
+
+* :func:`miou_record` stores a table row for the results json: the mean over seeds, every seed's value
+  and their std, and the paper's number beside them.
+* A row run over several seeds prints as "55.6 +- 1.7 (3 runs)", a row of one seed as "55.6 (1 run)",
+  never "+- 0" (:func:`format_miou`).
+* A verdict is one of four words, :data:`VERDICTS`: "held", "did not hold", "inconclusive", "not
+  testable here". No other word says how a claim fared.
+* Two rows are compared by the gap of their means. A gap smaller than twice the seeds' standard
+  deviation is "inconclusive". That std is the one measured on the notebook's central rows (those run
+  over three seeds or more, :func:`central_std`) and is passed in as ``std=``; without it, the larger
+  std of the two rows that have several seeds is used; with no std at all (one run of each row) the
+  verdict is "inconclusive": a single run cannot decide. One-seed rows are judged with the central std.
+* A claim is "not testable here" when the miniature leaves no room for it (:func:`headroom`): the
+  baseline sits in the lower half of the room between the floor (all background) and the ceiling (the
+  same network trained on full masks), or the room above the baseline is smaller than the paper's gain.
+  The ordering is still shown, without a held / did-not-hold word, and the reason is given in numbers.
+* An ordering of several rows "did not hold" when any pair the paper separates is decided the other way
+  round here, "held" when every pair held, and is "inconclusive" otherwise.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+
+VERDICTS = ("held", "did not hold", "inconclusive", "not testable here")
+HELD, NOT_HELD, INCONCLUSIVE, NOT_TESTABLE = VERDICTS
 
 
+# ---------------------------------------------------------------- values and rows
 def seed_values(value) -> list[float]:
     """A number or a sequence of per-seed numbers -> a list of floats (None stays out)."""
     if isinstance(value, (int, float)):
@@ -29,6 +47,58 @@ def mean_std(value) -> tuple[float, float]:
     return mean, std
 
 
+def _fraction(value, name: str) -> float:
+    """``value`` as a float, or ValueError naming ``name`` when it is NaN or outside [0, 1]."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an mIoU fraction in [0, 1], got {value!r}") from None
+    if math.isnan(x) or not 0.0 <= x <= 1.0:
+        hint = " (a percent? divide by 100)" if 1.0 < x <= 100.0 else ""
+        raise ValueError(f"{name} must be an mIoU fraction in [0, 1], got {value!r}{hint}")
+    return x
+
+
+def _row(value, name: str) -> list[float]:
+    """A row's per-seed values, each checked to be a fraction in [0, 1]."""
+    if value is None:
+        raise ValueError(f"{name} has no value")
+    values = [_fraction(v, name) for v in seed_values(value)]
+    if not values:
+        raise ValueError(f"{name} has no value")
+    return values
+
+
+def _std_of(values: list[float]) -> float | None:
+    """Sample std of a row, None for a row of one seed."""
+    return mean_std(values)[1] if len(values) > 1 else None
+
+
+def _pct(x: float) -> str:
+    """A fraction in percent with one decimal."""
+    return f"{100 * x:.1f}"
+
+
+def _paper_pct(x: float) -> str:
+    """A paper's number in percent, with one decimal or two where it has them (64.0, 64.03)."""
+    text = f"{100 * x:.2f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+def format_miou(value, percent: bool = True) -> str:
+    """A row as printed: "55.6 +- 1.7 (3 runs)" over several seeds, "55.6 (1 run)" for one (never
+    "+- 0"). ``percent=True``: the values are fractions, printed in percent; ``False``: they are printed
+    as given (already in percent)."""
+    values = _row(value, "value") if percent else seed_values(value)
+    if not values:
+        raise ValueError("value has no value")
+    scale = 100.0 if percent else 1.0
+    mean, std = mean_std(values)
+    if len(values) == 1:
+        return f"{scale * mean:.1f} (1 run)"
+    return f"{scale * mean:.1f} +- {scale * std:.1f} ({len(values)} runs)"
+
+
 def miou_record(ours, paper_percent: float | None = None, **fields) -> dict:
     """One table row for a results json: ``fields`` (the row's name and switches), "miou" (the mean over
     seeds, a fraction), "paper" (the paper's percent as a fraction, or None) and, for several seeds,
@@ -41,51 +111,206 @@ def miou_record(ours, paper_percent: float | None = None, **fields) -> dict:
     return record
 
 
-def pair_verdict(a, b) -> str:
-    """Is row ``a`` above row ``b``? "held" / "did not hold", or "inconclusive" when the gap of the
-    means is not larger than the larger of the two rows' seed standard deviations. a, b: a number or
-    per-seed numbers each (single values have no spread, so they always decide)."""
-    (mean_a, std_a), (mean_b, std_b) = mean_std(a), mean_std(b)
-    gap = mean_a - mean_b
-    if abs(gap) <= max(std_a, std_b):
-        return "inconclusive"
-    return "held" if gap > 0 else "did not hold"
+# ---------------------------------------------------------------- the room a claim needs
+def headroom(floor, baseline, ceiling, *, paper_baseline=None, paper_ceiling=None, paper_gain=None) -> dict:
+    """Can the miniature test the paper's claim? (json-ready dict)
+
+    floor: all-background mIoU; baseline: the paper's baseline row here (a fraction or per-seed
+    fractions, averaged); ceiling: the same network trained on full masks (likewise); paper_*: the
+    paper's baseline, ceiling and claimed gain, fractions. Not testable when baseline - floor <
+    0.5 (ceiling - floor) or ceiling - baseline < paper_gain; "why" says which, in percent.
+    """
+    floor = _fraction(floor, "floor")
+    base_seeds, ceil_seeds = _row(baseline, "baseline"), _row(ceiling, "ceiling")
+    paper = {name: None if v is None else _fraction(v, name)
+             for name, v in (("paper_baseline", paper_baseline), ("paper_ceiling", paper_ceiling),
+                             ("paper_gain", paper_gain))}
+    base, ceil = mean_std(base_seeds)[0], mean_std(ceil_seeds)[0]
+    room = ceil - base
+    share = (base - floor) / (ceil - floor) if ceil > floor else None
+    reasons = []
+    if ceil <= floor:
+        reasons.append(f"the ceiling {_pct(ceil)} is not above the floor {_pct(floor)}: there is no room")
+    elif base - floor < 0.5 * (ceil - floor):
+        reasons.append(f"the baseline {_pct(base)} sits in the lower half of the room between the floor "
+                       f"{_pct(floor)} and the ceiling {_pct(ceil)}")
+    gain = paper["paper_gain"]
+    if gain is not None and room < gain:
+        reasons.append(f"the room above the baseline ({100 * room:.1f} points) is smaller than the paper's "
+                       f"gain (+{100 * gain:.1f})")
+    return {"floor": floor, "baseline": base, "ceiling": ceil, "baseline_seeds": base_seeds,
+            "ceiling_seeds": ceil_seeds, "room": room, "baseline_share": share, **paper,
+            "testable": not reasons, "why": "; and ".join(reasons) if reasons else None}
 
 
-def ordering_verdict(ours: dict, paper: dict[str, float], *, what: str = "mIoU", tie: float = 0.0) -> str:
-    """One plain sentence: does the paper's ranking of the rows hold in ours, and by how much?
+def headroom_line(h: dict) -> str:
+    """The line a notebook prints before its tables: floor, baseline, ceiling (and the paper's), then
+    "-> testable" or "-> not testable here: <why>"."""
+    text = f"floor {_pct(h['floor'])} | baseline {_pct(h['baseline'])} | ceiling {_pct(h['ceiling'])}"
+    paper = [f"{label} {_pct(h[key])}" for label, key in (("baseline", "paper_baseline"), ("ceiling", "paper_ceiling"))
+             if h.get(key) is not None]
+    if h.get("paper_gain") is not None:
+        paper.append(f"gain +{_pct(h['paper_gain'])}")
+    if paper:
+        text += f" (paper: {', '.join(paper)})"
+    return text + (" -> testable" if h["testable"] else f" -> {NOT_TESTABLE}: {h['why']}")
 
-    ours: row -> number or list of per-seed numbers; paper: row -> number, in the same unit (rows
-    missing from either side are left out). Pairs the paper separates by at most ``tie`` are not
-    counted. Each other pair of rows is held, reversed, or inconclusive (:func:`pair_verdict`); the
-    verdict is "held" / "did not hold" / "inconclusive" when every pair says so, else "held only in
-    part". Names the largest decided reversal.
+
+def _not_testable(headroom: dict | None) -> bool:
+    """True when a headroom dict says the claim cannot be tested here."""
+    return headroom is not None and not headroom["testable"]
+
+
+# ---------------------------------------------------------------- two rows
+def central_std(*rows) -> float | None:
+    """The std a gap is judged by: the largest sample std among the given rows that have >= 2 seeds
+    (pass the notebook's central rows); None when no row has two."""
+    stds = [s for s in (_std_of(_row(r, "row")) for r in rows) if s is not None]
+    return max(stds) if stds else None
+
+
+def _judge(values_a: list[float], values_b: list[float], std, headroom) -> tuple[str, float | None, str | None]:
+    """(verdict, std used, why) for "is a above b"."""
+    if std is not None:
+        std = _fraction(std, "std")
+    else:
+        stds = [s for s in (_std_of(values_a), _std_of(values_b)) if s is not None]
+        std = max(stds) if stds else None
+    gap = mean_std(values_a)[0] - mean_std(values_b)[0]
+    if _not_testable(headroom):
+        return NOT_TESTABLE, std, headroom["why"]
+    if std is None:
+        return INCONCLUSIVE, None, "no seed std is known: a single run of each row cannot decide"
+    if gap == 0 or abs(gap) < 2 * std:
+        return INCONCLUSIVE, std, (f"the gap ({100 * gap:+.1f} points) is smaller than twice the seeds' std "
+                                   f"(2 x {100 * std:.1f} = {200 * std:.1f})")
+    return (HELD if gap > 0 else NOT_HELD), std, None
+
+
+def pair_verdict(a, b, *, std=None, headroom=None) -> str:
+    """Is row ``a`` above row ``b``? One of :data:`VERDICTS`. a, b: a fraction or per-seed fractions;
+    std: the central rows' std (:func:`central_std`); headroom: a :func:`headroom` dict."""
+    return _judge(_row(a, "a"), _row(b, "b"), std, headroom)[0]
+
+
+def verdict_entry(claim: str, a, b, *, std=None, headroom=None, a_name=None, b_name=None) -> dict:
+    """The json-ready verdict of "row a above row b" for the results json's "verdicts"."""
+    a_name, b_name = a_name or "a", b_name or "b"
+    values_a, values_b = _row(a, a_name), _row(b, b_name)
+    verdict, used, why = _judge(values_a, values_b, std, headroom)
+    mean_a, mean_b = mean_std(values_a)[0], mean_std(values_b)[0]
+    return {"claim": claim, "verdict": verdict, "a": a_name, "b": b_name, "mean_a": mean_a, "mean_b": mean_b,
+            "gap": mean_a - mean_b, "std": used, "runs_a": len(values_a), "runs_b": len(values_b),
+            "std_a": _std_of(values_a), "std_b": _std_of(values_b), "why": why}
+
+
+# ---------------------------------------------------------------- an ordering of rows
+def ordering_entry(claim: str, ours: dict, paper: dict, *, tie: float = 0.0, std=None, headroom=None) -> dict:
+    """Does the paper's ranking of the rows hold here? (json-ready dict, with the sentence as "text")
+
+    ours: row -> fraction or per-seed fractions; paper: row -> fraction (rows missing from either side
+    are left out). Pairs the paper separates by at most ``tie`` are not counted; each other pair is
+    judged like :func:`pair_verdict`. "did not hold" if any pair is decided the other way round, "held"
+    if every pair held, else "inconclusive"; "not testable here" when the headroom says so.
     """
     rows = [r for r in paper if r in ours and paper[r] is not None and ours[r] is not None and seed_values(ours[r])]
+    values = {r: _row(ours[r], f"row {r!r}") for r in rows}
+    paper_of = {r: _fraction(paper[r], f"paper row {r!r}") for r in rows}
+    mean = {r: mean_std(values[r])[0] for r in rows}
+    if std is not None:
+        std = _fraction(std, "std")
+    else:
+        std = central_std(*values.values()) if rows else None
+    entry = {"claim": claim, "verdict": INCONCLUSIVE, "pairs": 0, "pairs_held": 0, "pairs_did_not_hold": 0,
+             "pairs_inconclusive": 0, "std": std, "why": None, "ours": mean,
+             "runs": {r: len(values[r]) for r in rows}, "paper": paper_of, "largest_reversal": None}
     if len(rows) < 2:
-        return f"{what}: fewer than two rows to compare with the paper."
-    mean = {r: mean_std(ours[r])[0] for r in rows}
-    spread = {r: mean_std(ours[r])[1] for r in rows}
-    by_paper = sorted(rows, key=lambda r: -paper[r])
+        entry["why"] = "fewer than two rows to compare with the paper"
+        entry["text"] = f"{claim}: {INCONCLUSIVE}: fewer than two rows to compare with the paper."
+        return entry
+    by_paper = sorted(rows, key=lambda r: -paper_of[r])
     by_ours = sorted(rows, key=lambda r: -mean[r])
-    counts = {"held": 0, "did not hold": 0, "inconclusive": 0}
+    counts = {HELD: 0, NOT_HELD: 0, INCONCLUSIVE: 0}
     worst = None
     for i, a in enumerate(by_paper):
         for b in by_paper[i + 1:]:
-            if paper[a] - paper[b] <= tie:
+            if paper_of[a] - paper_of[b] <= tie:
                 continue
-            verdict = pair_verdict(ours[a], ours[b])
+            verdict = _judge(values[a], values[b], std, None)[0]
             counts[verdict] += 1
             gap = mean[a] - mean[b]
-            if verdict == "did not hold" and (worst is None or gap < worst[2]):
+            if verdict == NOT_HELD and (worst is None or gap < worst[2]):
                 worst = (a, b, gap)
     pairs = sum(counts.values())
-    verdict = next((v for v, n in counts.items() if n == pairs), "held only in part")
-    several = any(len(seed_values(ours[r])) > 1 for r in rows)
-    fmt = (lambda r: f"{r} ({mean[r]:.4g} +- {spread[r]:.2g})") if several else (lambda r: f"{r} ({mean[r]:.4g})")
-    text = (f"{what}: the paper's ordering {verdict} here ({counts['held']} of {pairs} pairwise orders"
-            + (f"; {counts['inconclusive']} within the seeds' spread" if counts["inconclusive"] else "") + "). "
-            f"Paper: {' > '.join(f'{r} ({paper[r]:.4g})' for r in by_paper)}. Here: {' > '.join(map(fmt, by_ours))}.")
+    if _not_testable(headroom):
+        verdict, why = NOT_TESTABLE, headroom["why"]
+    elif counts[NOT_HELD]:
+        verdict, why = NOT_HELD, None
+    elif pairs and counts[HELD] == pairs:
+        verdict, why = HELD, None
+    else:
+        verdict = INCONCLUSIVE
+        why = ("the paper calls every pair a tie" if not pairs else
+               "no seed std is known: a single run of each row cannot decide" if std is None else
+               f"{counts[INCONCLUSIVE]} of {pairs} pairs differ by less than twice the seeds' std")
+    entry.update(verdict=verdict, why=why, pairs=pairs, pairs_held=counts[HELD], pairs_did_not_hold=counts[NOT_HELD],
+                 pairs_inconclusive=counts[INCONCLUSIVE], order_paper=by_paper, order_ours=by_ours)
     if worst is not None:
-        text += f" Largest reversal: {worst[0]} is {-worst[2]:.1f} points below {worst[1]} here."
-    return text
+        entry["largest_reversal"] = {"above": worst[0], "below": worst[1], "points": -100 * worst[2]}
+    spread = "no seed std known" if std is None else f"2 x std = {200 * std:.1f} points"
+    order = (f"Paper: {' > '.join(f'{r} {_paper_pct(paper_of[r])}' for r in by_paper)}. "
+             f"Here: {' > '.join(f'{r} {format_miou(values[r])}' for r in by_ours)}.")
+    if verdict == NOT_TESTABLE:   # the ordering is shown, without a held / did-not-hold word
+        entry["text"] = f"{claim}: {NOT_TESTABLE}: {why}. {order}"
+        return entry
+    text = (f"{claim}: {verdict} (the paper's ordering, {pairs} pair{'' if pairs == 1 else 's'}: {counts[HELD]} held, "
+            f"{counts[NOT_HELD]} did not hold, {counts[INCONCLUSIVE]} inconclusive; {spread}). {order}")
+    if worst is not None:
+        text += f" Largest reversal: {worst[0]} is {-100 * worst[2]:.1f} points below {worst[1]} here."
+    entry["text"] = text
+    return entry
+
+
+def ordering_verdict(ours: dict, paper: dict, *, what: str = "mIoU", tie: float = 0.0, std=None,
+                     headroom=None) -> str:
+    """One plain sentence: the verdict on the paper's ranking of the rows, the pairs behind it, both
+    orders and the largest reversal (:func:`ordering_entry`)."""
+    return ordering_entry(what, ours, paper, tie=tie, std=std, headroom=headroom)["text"]
+
+
+# ---------------------------------------------------------------- a notebook's verdicts
+class Verdicts:
+    """Collects a notebook's verdicts with one central ``std`` and one ``headroom``; ``entries`` go into
+    the results json under "verdicts"."""
+
+    def __init__(self, std=None, headroom: dict | None = None):
+        self.std = None if std is None else _fraction(std, "std")
+        self.headroom = headroom
+        self.entries: list[dict] = []
+
+    def pair(self, claim: str, a, b, *, a_name=None, b_name=None) -> dict:
+        """Judge "a above b", keep the entry and return it."""
+        entry = verdict_entry(claim, a, b, std=self.std, headroom=self.headroom, a_name=a_name, b_name=b_name)
+        self.entries.append(entry)
+        return entry
+
+    def ordering(self, claim: str, ours: dict, paper: dict, *, tie: float = 0.0) -> dict:
+        """Judge the paper's ranking of rows, keep the entry and return it."""
+        entry = ordering_entry(claim, ours, paper, tie=tie, std=self.std, headroom=self.headroom)
+        self.entries.append(entry)
+        return entry
+
+    @staticmethod
+    def line(entry: dict) -> str:
+        """A printable line: "claim: verdict (a 55.6 +- 1.7 (3 runs) vs b 57.9 (1 run); gap -2.3, 2 x std =
+        3.4)", plus the reason when not decided; an ordering entry's sentence."""
+        if "text" in entry:
+            return entry["text"]
+
+        def row(name, mean, std, runs):
+            return f"{name} {_pct(mean)} +- {100 * std:.1f} ({runs} runs)" if runs > 1 else f"{name} {_pct(mean)} (1 run)"
+
+        spread = "no seed std known" if entry["std"] is None else f"2 x std = {200 * entry['std']:.1f}"
+        text = (f"{entry['claim']}: {entry['verdict']} ({row(entry['a'], entry['mean_a'], entry['std_a'], entry['runs_a'])} vs "
+                f"{row(entry['b'], entry['mean_b'], entry['std_b'], entry['runs_b'])}; gap {100 * entry['gap']:+.1f}, {spread})")
+        return text + (f": {entry['why']}" if entry["verdict"] == NOT_TESTABLE else "")
