@@ -65,8 +65,8 @@ params
 # (random scale 0.5-2.0, flip, Gaussian blur), SGD with rloss's lr 0.007, poly 0.9, weight decay 5e-4. The miniature
 # keeps batch 12, the optimiser, the augmentations and every share of the schedule: a 64 px crop at output stride 8 (an
 # 8 x 8 map, the paper's 33 x 33 in proportion; ASPP rates scaled to it), a small ResNet (the paper's main column; the
-# MobileNet column runs where the profile says so), a tag classifier standing in for ImageNet weights (there are none
-# here), `steps` iterations per model instead of 52,920. Two counts in iterations are converted to keep their meaning:
+# MobileNet column runs where the profile says so), the stand-in pretrained backbone for ImageNet weights (there are
+# none here; `pretrained="standin"`, `wsss/models/standins.py`), `steps` iterations per model instead of 52,920. Two counts in iterations are converted to keep their meaning:
 # the EMA horizon $1/(1-\alpha)$ is the same share of the run as 1000 of 52,920 (1.9%), and $\lambda_{pCons}$ rises in 40
 # steps over the first two thirds of the run, as it does once per epoch over 40 of 60 epochs.
 #
@@ -91,6 +91,7 @@ from wsss.data.transforms import TrainTransform
 from wsss.experiments import pretrain_classifier, run_grid, run_variant, step_timing
 from wsss.experiments import seminar as sem_runs
 from wsss.experiments.driver import backbone_state
+from wsss.models import standins
 from wsss.methods import seminar
 from wsss.methods.seminar import Seminar, alpha_for_run, ema_horizon
 from wsss.notebook import (Stopwatch, scratch_folder, default_workers, head_dilation, miou_record, open_data,
@@ -189,10 +190,10 @@ show_source(seminar.crf_loss, seminar.crf_weight)
 show_source(seminar.ema_update, seminar.alpha_for_run, seminar.pcons_weight, seminar.pseudo_ce, Seminar.forward)
 
 # %% [markdown]
-# ## 3. The stand-in classifier and the trainings
+# ## 3. The stand-in backbone and the trainings
 #
-# A classifier trained on the image tags stands in for ImageNet weights (as in the other notebooks; the tags are not
-# used by Seminar itself). Every model starts from its backbone. Table 3's rows 1-4 are single models; row 5 is a
+# The stand-in pretrained backbone (trained once, shared by every notebook, on tags of generated images no benchmark
+# split holds) stands in for ImageNet weights; Seminar itself never sees a tag. Every model starts from it. Table 3's rows 1-4 are single models; row 5 is a
 # primary model (seed + 100) whose ancillary is the row-4 model of the same seed. Fig. 4's runs start where the seed-0
 # ancillary ended; Fig. 5(a) chains one more module onto the seed-0 primary; Fig. 5(b, c) retrain the row-4 model with
 # other decays and weights (one seed each).
@@ -205,13 +206,20 @@ if SETTINGS["mobilenet_runs"]:
     BACKBONES["MobileNet"] = SETTINGS["mobilenet"]
 INIT, tag_loss = {}, {}
 for col, bb in BACKBONES.items():
+    if SETTINGS["pretrained"] == "standin":     # the shared stand-in (the miniature's ImageNet): a backbone state dict
+        INIT[col] = str(standins.weights(bb))
+        r = standins.record(bb)
+        print(f"{col} ({bb}) starts from its stand-in: {r['recipe']['images']} generated images, {r['recipe']['steps']} steps, "
+              f"loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}; its CAM scores {100 * r['cam_val']['miou']:.1f} val mIoU")
+        continue
     _, hist = pretrain_classifier(tag_set, backbone=bb, steps=SETTINGS["cls_steps"], batch_size=SETTINGS["cls_batch"],
                                   output_stride=OS, seed=seed, device=str(dev), save_to=str(workdir / f"tags-{col}.pt"))
     INIT[col] = backbone_state(workdir / f"tags-{col}.pt", workdir / f"backbone-{col}.pt")
     tag_loss[col] = (hist[0]["loss"], hist[-1]["loss"])
 pretrain_seconds = time.perf_counter() - t0
-print(f"tag classifiers ({SETTINGS['cls_steps']} iterations each): " +
-      ", ".join(f"{col} loss {a:.3f} -> {b:.3f}" for col, (a, b) in tag_loss.items()) + f"; {pretrain_seconds:.0f} s")
+if tag_loss:
+    print(f"tag classifiers ({SETTINGS['cls_steps']} iterations each): " +
+          ", ".join(f"{col} loss {a:.3f} -> {b:.3f}" for col, (a, b) in tag_loss.items()) + f"; {pretrain_seconds:.0f} s")
 
 curve = sem_runs.ValCurve(val_set, batch_size=eval_batch)
 EVAL_EVERY = max(1, steps // SETTINGS["eval_points"])

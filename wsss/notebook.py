@@ -24,7 +24,8 @@ from .data.resized import ensure_resized, profile_image_px
 from .data.tags import describe_tags, tag_report
 from .profiles import BENCHMARK, PROFILES as NOTEBOOK_PROFILES, default_workers, head_dilation, pixels, profile_settings, scaled_bilateral  # noqa: F401
 from . import reproducible
-from .records import mean_std, miou_record, ordering_verdict, pair_verdict  # noqa: F401
+from .records import (Verdicts, central_std, format_miou, headroom, headroom_line, mean_std, miou_record,  # noqa: F401
+                      ordering_verdict, pair_verdict)
 
 # Names IPython puts in a kernel's namespace by itself.
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -264,6 +265,13 @@ def scratch_folder(base: Path, notebook: str, profile: str) -> Path:
     (folder / ".wsss-checkpoints").write_text(f"{os.getpid()} checkpoints of a wsss notebook run; removed when it ends\n")
     os.environ["WSSS_SCRATCH"] = str(folder)
     return folder
+
+
+def floor_miou(val_set, *, batch_size: int = 16) -> float:
+    """The floor of the room (DESIGN.md): the mIoU of predicting background everywhere on ``val_set`` (10.7% on
+    the quick benchmark's val split: background covers 75% of its labelled pixels)."""
+    from .evaluate import evaluate
+    return evaluate(lambda batch: torch.zeros_like(batch["mask"]), val_set, batch_size=batch_size).miou()
 
 
 def write_atomic(path: Path, text: str) -> Path:

@@ -25,11 +25,11 @@ BENCHMARK = {"smoke": "tiny", "quick": "quick", "full": "full", "paper": None}
 _SETTINGS = {
     "basics": {
         "smoke": dict(backbone="resnet-tiny", crop=48, image_px=48, batch=8, cls_steps=12, seg_steps=12, lr=1e-3,
-                      optimizer="adamw", head_channels=16, pretrained=None),
+                      optimizer="adamw", head_channels=16, pretrained="standin"),
         "quick": dict(backbone="resnet-tiny", crop=64, image_px=64, batch=16, cls_steps=1000, seg_steps=2400, lr=1e-3,
-                      optimizer="adamw", head_channels=64, pretrained=None),
+                      optimizer="adamw", head_channels=64, pretrained="standin"),
         "full": dict(backbone="resnet18", crop=160, image_px=160, batch=16, cls_steps=6000, seg_steps=6000, lr=1e-3,
-                     optimizer="adamw", head_channels=128, pretrained=None),
+                     optimizer="adamw", head_channels=128, pretrained="standin"),
         "paper": dict(backbone="resnet101", crop=321, image_px=500, batch=16, cls_steps=20000, seg_steps=30000, lr=1e-2,
                       optimizer="sgd", head_channels=256, pretrained="imagenet"),
     },
@@ -42,15 +42,15 @@ _SETTINGS = {
     # T=150 after it. seeds: the runs of Table 4's central rows (mean +- std); table5_runs: whether the
     # Table 5 rows that need their own training (no R^ct, no L_str) run at this profile.
     "asdt": {
-        "smoke": dict(backbone="resnet-tiny", pretrained=None, crop=40, image_px=48, batch=4, steps=8, warmup=2,
+        "smoke": dict(backbone="resnet-tiny", pretrained="standin", crop=40, image_px=48, batch=4, steps=8, warmup=2,
                       cls_steps=8, cls_batch=8, optimizer="adamw", lr=5e-4, weight_decay=1e-5, head_channels=16,
                       cam_scales=(1.0,), seeds=2, fig6_T=(50, 150, 250), fig6_tau=(1, 5, 9), table5_runs=True,
                       retrain_steps=4, retrain_batch=4, retrain_lr=1e-3, retrain_weight_decay=1e-4),
-        "quick": dict(backbone="resnet-tiny", pretrained=None, crop=56, image_px=64, batch=4, steps=1200, warmup=60,
+        "quick": dict(backbone="resnet-tiny", pretrained="standin", crop=56, image_px=64, batch=4, steps=1200, warmup=60,
                       cls_steps=800, cls_batch=16, optimizer="adamw", lr=5e-4, weight_decay=1e-5, head_channels=64,
                       cam_scales=(1.0,), seeds=3, fig6_T=(50, 150, 250), fig6_tau=(1, 5, 9), table5_runs=False,
                       retrain_steps=0, retrain_batch=10, retrain_lr=1e-3, retrain_weight_decay=1e-4),
-        "full": dict(backbone="resnet18", pretrained=None, crop=140, image_px=160, batch=4, steps=3000, warmup=150,
+        "full": dict(backbone="resnet18", pretrained="standin", crop=140, image_px=160, batch=4, steps=3000, warmup=150,
                      cls_steps=4000, cls_batch=16, optimizer="adamw", lr=5e-4, weight_decay=1e-5, head_channels=128,
                      cam_scales=(1.0, 0.5, 1.5, 2.0), seeds=3, fig6_T=(50, 100, 150, 200, 250),
                      fig6_tau=(1, 3, 5, 7, 9), table5_runs=True, retrain_steps=6000, retrain_batch=10, retrain_lr=1e-3,
@@ -75,18 +75,18 @@ _SETTINGS = {
     # start-up, where untrained DD-Nets pass most advice, and a probe fell from 64 to 40 mIoU); fig6_w_rgb: the
     # bilateral compat values of Fig. 6's CRF sweep (w_g = Gaussian compat stays at fig6_w_g).
     "ssdd": {
-        "smoke": dict(backbone="resnet-tiny", pretrained=None, crop=40, image_px=48, cls_steps=8, cls_batch=8,
+        "smoke": dict(backbone="resnet-tiny", pretrained="standin", crop=40, image_px=48, cls_steps=8, cls_batch=8,
                       aff_steps=4, aff_batch=4, aff_dims=(8, 8, 8), static_epochs=0.5, static_batch=8,
                       dynamic_epochs=1, dynamic_batch=4, tableA1_epochs=0.5, lr=1e-3, weight_decay=2e-4, head_channels=16, dd_width=8,
                       cam_scales=(1.0, 0.5), test_scales=(1.0, 0.5), seeds=2, tableA1_bdd=(0.0, 0.4),
                       tableA1_bclass=(0.0, 1.0), tableA1_alpha=(1.0, 0.5), fig6_w_g=3, fig6_w_rgb=(10, 5)),
-        "quick": dict(backbone="resnet-tiny", pretrained=None, crop=56, image_px=64, cls_steps=800, cls_batch=16,
+        "quick": dict(backbone="resnet-tiny", pretrained="standin", crop=56, image_px=64, cls_steps=800, cls_batch=16,
                       aff_steps=300, aff_batch=8, aff_dims=(16, 32, 64), static_epochs=2, static_batch=16,
                       dynamic_epochs=6, dynamic_batch=8, tableA1_epochs=6, lr=1e-3, weight_decay=2e-4, head_channels=64, dd_width=32,
                       cam_scales=(1.0, 0.5, 1.5, 2.0), test_scales=(0.5, 0.75, 1.0, 1.25, 1.5), seeds=3,
                       tableA1_bdd=(0.0, 0.4, 0.5), tableA1_bclass=(0.0, 1.0, 2.0), tableA1_alpha=(1.0, 0.5, 0.0),
                       fig6_w_g=3, fig6_w_rgb=(10, 5, 2)),
-        "full": dict(backbone="resnet18", pretrained=None, crop=140, image_px=160, cls_steps=4000, cls_batch=16,
+        "full": dict(backbone="resnet18", pretrained="standin", crop=140, image_px=160, cls_steps=4000, cls_batch=16,
                      aff_steps=1500, aff_batch=8, aff_dims=(64, 128, 256), static_epochs=2, static_batch=16,
                      dynamic_epochs=6, dynamic_batch=8, tableA1_epochs=6, lr=1e-3, weight_decay=2e-4, head_channels=128, dd_width=64,
                      cam_scales=(1.0, 0.5, 1.5, 2.0), test_scales=(0.5, 0.75, 1.0, 1.25, 1.5), seeds=3,
@@ -113,15 +113,15 @@ _SETTINGS = {
     # at 6e-5 against 16.5 / 15.7 at 6e-4); quick and full use 6e-4. cls_steps: 800 (a 1500-iteration probe gave
     # the same CAM-label quality, 29.7 against 29.3 train mIoU).
     "tscd": {
-        "smoke": dict(backbone="mit-tiny", resnet="resnet-tiny", wr38="resnet38-tiny", pretrained=None, crop=48, image_px=48,
+        "smoke": dict(backbone="mit-tiny", resnet="resnet-tiny", wr38="resnet38-tiny", pretrained="standin", crop=48, image_px=48,
                       batch=4, steps=8, cls_only=2, lr_warmup=1, walk_from=3, output_stride=8, cls_steps=8, cls_batch=8,
                       lr=6e-4, weight_decay=0.01, channels=16, dilations=(1, 2, 3), radius=2, samples=6, seeds=2,
                       table5_runs=True, wr38_runs=True),
-        "quick": dict(backbone="mit-tiny", resnet="resnet-tiny", wr38="resnet38-tiny", pretrained=None, crop=64, image_px=64,
+        "quick": dict(backbone="mit-tiny", resnet="resnet-tiny", wr38="resnet38-tiny", pretrained="standin", crop=64, image_px=64,
                       batch=8, steps=300, cls_only=30, lr_warmup=22, walk_from=90, output_stride=8, cls_steps=800,
                       cls_batch=16, lr=6e-4, weight_decay=0.01, channels=64, dilations=(1, 2, 3), radius=2, samples=10,
                       seeds=3, table5_runs=False, wr38_runs=False),
-        "full": dict(backbone="mit_b0", resnet="resnet18", wr38="resnet38-tiny", pretrained=None, crop=160, image_px=160,
+        "full": dict(backbone="mit_b0", resnet="resnet18", wr38="resnet38-tiny", pretrained="standin", crop=160, image_px=160,
                      batch=8, steps=3000, cls_only=300, lr_warmup=225, walk_from=900, output_stride=8, cls_steps=3000,
                      cls_batch=16, lr=6e-4, weight_decay=0.01, channels=128, dilations=(1, 2, 4, 8), radius=5, samples=25,
                      seeds=3, table5_runs=True, wr38_runs=True),
@@ -136,15 +136,15 @@ _SETTINGS = {
     # pair (baseline, RML); sensitivity: the alpha / beta1 / beta2 points (three each, the paper's default among
     # them), trained only where sensitivity_runs is set.
     "rml": {
-        "smoke": dict(backbone="mit-tiny", pretrained=None, crop=48, image_px=48, batch=4, steps=9, cls_only=1, lr_warmup=1,
+        "smoke": dict(backbone="mit-tiny", pretrained="standin", crop=48, image_px=48, batch=4, steps=9, cls_only=1, lr_warmup=1,
                       output_stride=8, cls_steps=8, cls_batch=8, lr=6e-4, weight_decay=0.01, channels=16,
                       context_channels=16, dilations=(1, 2, 3), radius=2, seeds=2, sensitivity_runs=True,
                       sensitivity=dict(alpha=(0.05, 0.1), beta1=(50.0, 100.0), beta2=(50.0, 100.0))),
-        "quick": dict(backbone="mit-tiny", pretrained=None, crop=64, image_px=64, batch=8, steps=300, cls_only=33,
+        "quick": dict(backbone="mit-tiny", pretrained="standin", crop=64, image_px=64, batch=8, steps=300, cls_only=33,
                       lr_warmup=25, output_stride=8, cls_steps=800, cls_batch=16, lr=6e-4, weight_decay=0.01, channels=64,
                       context_channels=64, dilations=(1, 2, 3), radius=2, seeds=3, sensitivity_runs=False,
                       sensitivity=dict(alpha=(0.05, 0.1, 0.2), beta1=(50.0, 100.0, 200.0), beta2=(50.0, 100.0, 200.0))),
-        "full": dict(backbone="mit_b0", pretrained=None, crop=160, image_px=160, batch=8, steps=3000, cls_only=333,
+        "full": dict(backbone="mit_b0", pretrained="standin", crop=160, image_px=160, batch=8, steps=3000, cls_only=333,
                      lr_warmup=250, output_stride=8, cls_steps=3000, cls_batch=16, lr=6e-4, weight_decay=0.01, channels=128,
                      context_channels=128, dilations=(1, 2, 4, 8), radius=5, seeds=3, sensitivity_runs=True,
                      sensitivity=dict(alpha=(0.05, 0.1, 0.2), beta1=(50.0, 100.0, 200.0), beta2=(50.0, 100.0, 200.0))),
@@ -165,15 +165,15 @@ _SETTINGS = {
     # and pCons weights, one seed each; chain: the longest student-student chain of Fig. 5(a); eval_points: the
     # evaluations along Fig. 4's runs.
     "seminar": {
-        "smoke": dict(backbone="resnet-tiny", mobilenet="mobilenet-tiny", pretrained=None, crop=48, image_px=48, batch=4,
+        "smoke": dict(backbone="resnet-tiny", mobilenet="mobilenet-tiny", pretrained="standin", crop=48, image_px=48, batch=4,
                       steps=8, cls_steps=8, cls_batch=8, output_stride=8, channels=16, lr=0.007, weight_decay=5e-4,
                       seeds=2, mobilenet_runs=True, chain=2, eval_points=2, fig5b_alpha=(0.99, 0.999, 0.9999),
                       fig5c_lambda=(50.0, 200.0, 800.0)),
-        "quick": dict(backbone="resnet-tiny", mobilenet="mobilenet-tiny", pretrained=None, crop=64, image_px=64, batch=12,
+        "quick": dict(backbone="resnet-tiny", mobilenet="mobilenet-tiny", pretrained="standin", crop=64, image_px=64, batch=12,
                       steps=500, cls_steps=800, cls_batch=16, output_stride=8, channels=32, lr=0.007, weight_decay=5e-4,
                       seeds=3, mobilenet_runs=False, chain=2, eval_points=10, fig5b_alpha=(0.99, 0.999, 0.9999),
                       fig5c_lambda=(50.0, 200.0, 800.0)),
-        "full": dict(backbone="resnet18", mobilenet="mobilenet_v2", pretrained=None, crop=160, image_px=160, batch=12,
+        "full": dict(backbone="resnet18", mobilenet="mobilenet_v2", pretrained="standin", crop=160, image_px=160, batch=12,
                      steps=3000, cls_steps=4000, cls_batch=16, output_stride=8, channels=128, lr=0.007, weight_decay=5e-4,
                      seeds=3, mobilenet_runs=True, chain=3, eval_points=12, fig5b_alpha=(0.99, 0.999, 0.9999),
                      fig5c_lambda=(50.0, 200.0, 800.0)),

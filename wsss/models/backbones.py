@@ -51,7 +51,8 @@ def build_backbone(name: str, *, pretrained: str | None = None, output_stride: i
     """Build the backbone ``name`` (one of :data:`BACKBONES`), randomly initialised.
 
     ``pretrained``: None, a path to a state_dict / checkpoint file, or ``"imagenet"`` for the standard
-    weights (torchvision for ResNet and MobileNet-v2, Hugging Face ``nvidia/mit-b*`` for MiT); see
+    weights (torchvision for ResNet and MobileNet-v2, Hugging Face ``nvidia/mit-b*`` for MiT), or ``"standin"``
+    for the stand-in of :mod:`wsss.models.standins` (the synthetic benchmark's ImageNet); see
     :func:`wsss.models.pretrained.load_pretrained`. ``output_stride``: 8, 16 or 32 (MiT also 4).
     """
     if name not in _REGISTRY:

@@ -19,6 +19,10 @@
   and the model stays randomly initialised. ResNet-38 and the tiny nets have no standard source:
   a RuntimeWarning says where to get the weights.
 
+- ``"standin"``: the stand-in pretrained backbone of :mod:`wsss.models.standins` (a tag classifier trained
+  once on a classification set drawn from the benchmark's generator, the miniature's ImageNet): committed
+  for the tiny backbones, built once into the cache for the others.
+
 Files are read with ``torch.load(..., map_location="cpu", weights_only=True)``, which refuses
 pickled Python objects; a checkpoint holding such objects gives a ValueError saying how to fix it.
 """
@@ -50,6 +54,10 @@ def load_pretrained(model: nn.Module, name: str, source: str) -> nn.Module:
         state, origin = _fetch_imagenet(name)
         if state is None:
             return model                      # already warned: the model stays randomly initialised
+    elif source == "standin":                 # the miniature's ImageNet: wsss.models.standins
+        from .standins import weights
+        path = weights(name)
+        state, origin = read_state_dict(path), str(path)
     else:
         path = Path(source).expanduser()
         if not path.is_file():
