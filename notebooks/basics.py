@@ -92,7 +92,7 @@ if SETTINGS["pretrained"] == "standin":
     STANDIN = standins.record(SETTINGS["backbone"])
     print(f"stand-in {SETTINGS['backbone']}: {STANDIN['data']}; {STANDIN['recipe']['steps']} steps at batch "
           f"{STANDIN['recipe']['batch_size']}, loss {STANDIN['loss_first']:.3f} -> {STANDIN['loss_last']:.3f}; its own CAM "
-          f"scores {100 * STANDIN['cam_val']['miou']:.1f} val mIoU on the quick benchmark")
+          f"scores {100 * STANDIN['cam_val']['miou']:.1f} val mIoU on the {STANDIN['cam_val'].get('benchmark', 'quick')} benchmark")
 
 # %% [markdown]
 # ## 1. The benchmark

@@ -118,7 +118,7 @@ STANDIN = standins.record(SETTINGS["backbone"]) if SETTINGS["pretrained"] == "st
 if STANDIN:
     print(f"stand-in {SETTINGS['backbone']}: {STANDIN['recipe']['images']} generated images, {STANDIN['recipe']['steps']} steps, loss "
           f"{STANDIN['loss_first']:.3f} -> {STANDIN['loss_last']:.3f}; its GAP classifier's CAM scores "
-          f"{100 * STANDIN['cam_val']['miou']:.1f} val mIoU (quick benchmark)")
+          f"{100 * STANDIN['cam_val']['miou']:.1f} val mIoU ({STANDIN['cam_val'].get('benchmark', 'quick')} benchmark)")
 print(f"alpha {alpha}, beta1 {beta1}, beta2 {beta2}; view x{view_scale}; pair radius {SETTINGS['radius']}, PAR dilations "
       f"{SETTINGS['dilations']}; test CRF bilateral {CRF_BILATERAL}")
 

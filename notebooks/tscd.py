@@ -148,7 +148,7 @@ STANDIN = {bb: standins.record(bb) for bb in {SETTINGS["backbone"], SETTINGS["re
            } if SETTINGS["pretrained"] == "standin" else {}
 for bb, r in STANDIN.items():
     print(f"stand-in {bb}: {r['recipe']['images']} generated images, {r['recipe']['steps']} steps, loss {r['loss_first']:.3f} -> "
-          f"{r['loss_last']:.3f}; its GAP classifier's CAM scores {100 * r['cam_val']['miou']:.1f} val mIoU (quick benchmark)")
+          f"{r['loss_last']:.3f}; its GAP classifier's CAM scores {100 * r['cam_val']['miou']:.1f} val mIoU ({r['cam_val'].get('benchmark', 'quick')} benchmark)")
 print(f"test CRF bilateral {CRF_BILATERAL}; L_reg sigma_xy {REG_SIGMA_XY} px at full resolution (x0.5 at half); refiner of TSCD: {VARM}"
       + ("" if (alpha, beta) == (4.0, 0.01) else f" (alpha {alpha}, beta {beta})"))
 

@@ -10,7 +10,7 @@ Only the backbone's weights are kept: each method builds its own heads, as the p
 weights. A method is then trained and evaluated on the benchmark (its own train / val split, never seen here).
 
 The weights of the four tiny backbones (resnet-tiny, resnet38-tiny, mit-tiny, mobilenet-tiny) are
-committed in ``wsss/models/standins/`` with a record (``<name>.json``: the recipe, the data stream, the
+committed in ``wsss/models/standin_weights/`` with a record (``<name>.json``: the recipe, the data stream, the
 loss, the CAM mIoU on the quick benchmark's val split, the time, the thread count and the sha256 of the
 weights). Other backbones (the ``full`` profile's resnet18, mit_b0, mobilenet_v2) are built once on first
 use into ``$WSSS_CACHE/standins`` (default ``~/.cache/wsss``), with a progress bar, by the same recipe at
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-COMMITTED = Path(__file__).with_name("standins")
+COMMITTED = Path(__file__).with_name("standin_weights")
 RECIPE_VERSION = 1
 TINY = ("resnet-tiny", "resnet38-tiny", "mit-tiny", "mobilenet-tiny")
 
@@ -162,7 +162,7 @@ def weights(name: str, *, build: bool = True, device: str = "auto") -> Path:
 
 @torch.no_grad()
 def cam_quality(classifier, benchmark: str = "quick", *, threshold: float = 0.3, device="cpu") -> dict:
-    """CAM pseudo-label mIoU of a trained classifier on the benchmark's val split (seed 0): the CAM of
+    """CAM pseudo-label mIoU of a trained classifier on the val split of benchmark ``benchmark`` (seed 0): the CAM of
     :func:`wsss.cam.multiscale_cam` (scales 1, 0.5, 1.5, 2 with flips) restricted to the true tags, background
     where every CAM is below ``threshold`` (basics' default 0.3). Returns {"miou", "per_class", "threshold"}."""
     from ..cam import cam_to_label, multiscale_cam
@@ -175,7 +175,8 @@ def cam_quality(classifier, benchmark: str = "quick", *, threshold: float = 0.3,
     def predict(batch):
         return {"CAM": cam_to_label(multiscale_cam(net, batch["image"], batch["labels"]), threshold=threshold)}
     cm = evaluate(predict, val, batch_size=32, device=device)["CAM"]
-    return {"miou": cm.miou(), "per_class": [round(v, 4) for v in cm.iou().tolist()], "threshold": threshold}
+    return {"miou": cm.miou(), "per_class": [round(v, 4) for v in cm.iou().tolist()], "threshold": threshold,
+            "benchmark": benchmark}
 
 
 def build_standin(name: str, *, recipe: Recipe | None = None, out: Path | None = None, device: str = "auto",
@@ -199,7 +200,7 @@ def build_standin(name: str, *, recipe: Recipe | None = None, out: Path | None =
     history = train(classifier, data, cfg, desc=f"stand-in {name}")
     train_seconds = time.perf_counter() - t0 - render_seconds
     dev = resolve_device(device)
-    quality = cam_quality(classifier, device=dev) if recipe.benchmark == "quick" else None
+    quality = cam_quality(classifier, recipe.benchmark, device=dev) if recipe.benchmark in ("quick", "full") else None
     weights_file.parent.mkdir(parents=True, exist_ok=True)
     state = {k[len("backbone."):]: v.detach().cpu().contiguous()
              for k, v in classifier.net.state_dict().items() if k.startswith("backbone.")}
