@@ -69,7 +69,12 @@ def test_the_classification_set_draws_from_a_stream_no_split_uses():
 
 def test_build_writes_weights_and_a_record(tmp_path):
     recipe = standins.Recipe(benchmark="tiny", images=16, steps=3, batch_size=4, crop=40, warmup=1)
+    torch.manual_seed(7)
+    before = torch.random.get_rng_state(), np.random.get_state()[1].copy()
     rec = standins.build_standin("mit-tiny", recipe=recipe, out=tmp_path, device="cpu", progress=False)
+    assert torch.equal(before[0], torch.random.get_rng_state())           # the caller's streams are untouched
+    assert np.array_equal(before[1], np.random.get_state()[1])
+    assert not list(tmp_path.glob("*.tmp"))
     assert (tmp_path / "mit-tiny.pt").is_file()
     assert json.loads((tmp_path / "mit-tiny.json").read_text())["sha256"] == standins.sha256(tmp_path / "mit-tiny.pt")
     assert rec["recipe"]["steps"] == 3 and rec["threads"] >= 1 and rec["cam_val"] is None
@@ -77,10 +82,31 @@ def test_build_writes_weights_and_a_record(tmp_path):
     assert any("norm" in k for k in state)                     # the LayerNorms are part of the stand-in
 
 
-def test_the_cli_refuses_to_replace_a_committed_standin(capsys):
-    with pytest.raises(SystemExit):
-        standins.main(["--build", "mit-tiny"])
+def test_the_cli_refuses_to_replace_a_committed_standin(capsys, monkeypatch):
+    def no_training(*a, **k):
+        raise AssertionError("nothing may be trained before every name is checked")
+    monkeypatch.setattr(standins, "build_standin", no_training)
+    with pytest.raises(SystemExit):          # the second name is refused before the first one is trained
+        standins.main(["--build", "resnet18", "mit-tiny"])
     assert "--force" in capsys.readouterr().err
+
+
+def test_a_cache_file_without_its_record_is_built_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("WSSS_CACHE", str(tmp_path))
+    (tmp_path / "standins").mkdir()
+    (tmp_path / "standins" / "resnet18.pt").write_bytes(b"half-written")
+    built = []
+
+    def fake_build(name, **kw):
+        built.append(name)
+        path, rec = standins.files(name)
+        torch.save({"w": torch.zeros(1)}, path)
+        rec.write_text(json.dumps({"recipe_version": standins.RECIPE_VERSION, "sha256": standins.sha256(path)}))
+    monkeypatch.setattr(standins, "build_standin", fake_build)
+    assert standins.weights("resnet18") == tmp_path / "standins" / "resnet18.pt"
+    assert built == ["resnet18"]
+    assert standins.record("resnet18")["recipe_version"] == standins.RECIPE_VERSION
+
 
 
 @pytest.mark.parametrize("head", MaskSupervised.HEADS)

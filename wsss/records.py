@@ -288,15 +288,17 @@ class Verdicts:
         self.headroom = headroom
         self.entries: list[dict] = []
 
-    def pair(self, claim: str, a, b, *, a_name=None, b_name=None) -> dict:
+    def pair(self, claim: str, a, b, *, a_name=None, b_name=None, headroom: dict | None = None) -> dict:
         """Judge "a above b", keep the entry and return it."""
-        entry = verdict_entry(claim, a, b, std=self.std, headroom=self.headroom, a_name=a_name, b_name=b_name)
+        entry = verdict_entry(claim, a, b, std=self.std, headroom=self.headroom if headroom is None else headroom,
+                              a_name=a_name, b_name=b_name)
         self.entries.append(entry)
         return entry
 
-    def ordering(self, claim: str, ours: dict, paper: dict, *, tie: float = 0.0) -> dict:
+    def ordering(self, claim: str, ours: dict, paper: dict, *, tie: float = 0.0, headroom: dict | None = None) -> dict:
         """Judge the paper's ranking of rows, keep the entry and return it."""
-        entry = ordering_entry(claim, ours, paper, tie=tie, std=self.std, headroom=self.headroom)
+        entry = ordering_entry(claim, ours, paper, tie=tie, std=self.std,
+                               headroom=self.headroom if headroom is None else headroom)
         self.entries.append(entry)
         return entry
 

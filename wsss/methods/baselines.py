@@ -65,13 +65,15 @@ class MaskSupervised(nn.Module):
     head: "segformer" (the all-MLP decoder on the four levels, as AFA / TSCD), "linear" (a 1x1 conv on the
     deepest level: the decoder-free output RML predicts from), or "deeplab" (DeepLab-v3+, as
     :class:`FullySupervised`). The backbone and the head train with the 1x / 10x learning rates of WSSS code.
+    ``freeze_norms``: the encoder's LayerNorms are not trained, as AFA's code (and so TSCD's and RML's) does
+    (:class:`wsss.methods.afa.AFANet`), so that the ceiling is the same network as the method's.
     ``predict(uint8 images)`` -> logits (B, C, H, W) resized to the input, as the methods' own ``predict``.
     """
 
     HEADS = ("segformer", "linear", "deeplab")
 
     def __init__(self, backbone: str, num_classes: int, *, head: str = "segformer", output_stride: int = 16,
-                 channels: int = 256, pretrained: str | None = None):
+                 channels: int = 256, pretrained: str | None = None, freeze_norms: bool = False):
         super().__init__()
         if head not in self.HEADS:
             raise ValueError(f"head={head!r} is not known; choose one of {self.HEADS}")
@@ -84,6 +86,10 @@ class MaskSupervised(nn.Module):
             self.head = nn.Conv2d(chans[-1], num_classes, 1)
         else:
             self.head = DeepLabV3Plus(self.encoder, num_classes, channels=channels)
+        if freeze_norms:
+            for m in self.encoder.modules():
+                if isinstance(m, nn.LayerNorm):
+                    m.requires_grad_(False)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         x = normalize(images) if images.dtype == torch.uint8 else images

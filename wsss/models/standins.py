@@ -126,13 +126,11 @@ def files(name: str) -> tuple[Path, Path]:
     return folder / f"{name}.pt", folder / f"{name}.json"
 
 
-def record(name: str) -> dict:
-    """The record of ``name``'s stand-in (recipe, loss, CAM mIoU, time, sha256); FileNotFoundError if not built."""
-    _, rec = files(name)
-    if not rec.is_file():
-        raise FileNotFoundError(f"no stand-in record for {name} at {rec}; build it with "
-                                f"`python -m wsss.models.standins --build {name}`")
-    return json.loads(rec.read_text())
+def record(name: str, *, build: bool = True) -> dict:
+    """The record of ``name``'s stand-in (recipe, loss, CAM mIoU, time, sha256), after :func:`weights` has checked
+    (or, for a non-tiny backbone with ``build``, built) it."""
+    weights(name, build=build)
+    return json.loads(files(name)[1].read_text())
 
 
 def weights(name: str, *, build: bool = True, device: str = "auto") -> Path:
@@ -142,6 +140,11 @@ def weights(name: str, *, build: bool = True, device: str = "auto") -> Path:
     if name not in BACKBONES:
         raise ValueError(f"pretrained='standin': {name!r} is not a known backbone; choose one of {BACKBONES}")
     path, rec = files(name)
+    if name not in TINY and path.is_file() and (not rec.is_file() or
+                                                json.loads(rec.read_text()).get("recipe_version") != RECIPE_VERSION):
+        print(f"pretrained='standin': the cached stand-in {path} has no record of this recipe (version "
+              f"{RECIPE_VERSION}, an interrupted or older build); it is built again", file=sys.stderr)
+        path.unlink()
     if not path.is_file():
         if name in TINY:
             raise FileNotFoundError(f"pretrained='standin': the committed stand-in {path} is missing (a partial "
@@ -154,9 +157,9 @@ def weights(name: str, *, build: bool = True, device: str = "auto") -> Path:
         build_standin(name, device=device)
     expected = json.loads(rec.read_text())["sha256"] if rec.is_file() else None
     if expected != sha256(path):
-        raise ValueError(f"pretrained='standin': {path} does not match the sha256 in {rec} ({expected}); "
-                         f"restore it (`git checkout {path.name}`) or rebuild it with "
-                         f"`python -m wsss.models.standins --build {name} --force`")
+        fix = (f"restore it (`git checkout {path}`) or rebuild it with `python -m wsss.models.standins --build {name} "
+               f"--force`" if name in TINY else f"delete it; it is built again on first use")
+        raise ValueError(f"pretrained='standin': {path} does not match the sha256 in {rec} ({expected}); {fix}")
     return path
 
 
@@ -182,12 +185,25 @@ def cam_quality(classifier, benchmark: str = "quick", *, threshold: float = 0.3,
 def build_standin(name: str, *, recipe: Recipe | None = None, out: Path | None = None, device: str = "auto",
                   progress: bool = True) -> dict:
     """Train ``name``'s stand-in by ``recipe`` (default :data:`RECIPES`) and write ``<out>/<name>.pt`` (the
-    backbone's state dict) and ``<name>.json`` (its record); returns the record."""
+    backbone's state dict) and ``<name>.json`` (its record); returns the record. The caller's random streams
+    (torch's CPU generator, numpy's, Python's) are left as they were."""
+    import random
+    recipe = recipe or RECIPES[name]
+    weights_file, record_file = (Path(out) / f"{name}.pt", Path(out) / f"{name}.json") if out else files(name)
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):           # a build on first use leaves the caller's random streams as they were
+        try:
+            return _build(name, recipe, weights_file, record_file, device, progress)
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+
+
+def _build(name: str, recipe: Recipe, weights_file: Path, record_file: Path, device: str, progress: bool) -> dict:
+    """The training of :func:`build_standin`."""
     from ..data.transforms import TrainTransform
     from ..train import TrainConfig, resolve_device, seed_everything, train
     from .. import reproducible
-    recipe = recipe or RECIPES[name]
-    weights_file, record_file = (Path(out) / f"{name}.pt", Path(out) / f"{name}.json") if out else files(name)
     t0 = time.perf_counter()
     data = ClassificationSet(recipe.images, benchmark=recipe.benchmark, seed=recipe.stream_seed,
                              transform=TrainTransform(recipe.crop), progress=progress)
@@ -204,9 +220,8 @@ def build_standin(name: str, *, recipe: Recipe | None = None, out: Path | None =
     weights_file.parent.mkdir(parents=True, exist_ok=True)
     state = {k[len("backbone."):]: v.detach().cpu().contiguous()
              for k, v in classifier.net.state_dict().items() if k.startswith("backbone.")}
-    tmp = weights_file.with_suffix(".pt.tmp")
+    tmp = weights_file.with_suffix(f".pt.{os.getpid()}.tmp")
     torch.save(state, tmp)
-    os.replace(tmp, weights_file)
     losses = [h["loss"] for h in history]
     rec = {"backbone": name, "recipe_version": RECIPE_VERSION, "recipe": asdict(recipe),
            "data": f"generator profile {recipe.benchmark!r}, {recipe.images} images from stream "
@@ -216,8 +231,11 @@ def build_standin(name: str, *, recipe: Recipe | None = None, out: Path | None =
            "loss_curve": [[h["step"], round(h["loss"], 4)] for h in history],
            "cam_val": quality, "device": str(dev), "threads": torch.get_num_threads(),
            "reproducible": reproducible.describe(), "render_seconds": round(render_seconds, 1),
-           "train_seconds": round(train_seconds, 1), "torch": torch.__version__, "sha256": sha256(weights_file)}
-    record_file.write_text(json.dumps(rec, indent=1) + "\n")
+           "train_seconds": round(train_seconds, 1), "torch": torch.__version__, "sha256": sha256(tmp)}
+    tmp_rec = record_file.with_suffix(f".json.{os.getpid()}.tmp")
+    tmp_rec.write_text(json.dumps(rec, indent=1) + "\n")
+    os.replace(tmp, weights_file)                     # the weights, then their record: a file without a record is rebuilt
+    os.replace(tmp_rec, record_file)
     return rec
 
 
@@ -250,12 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         lines = check()
         print("\n".join(lines))
         return 0 if all(": ok" in line for line in lines) else 1
-    for name in args.build:
+    for name in args.build:                          # every name checked before any training starts
         if name not in RECIPES:
             parser.error(f"--build {name}: no recipe; stand-ins exist for {sorted(RECIPES)}")
-        target = files(name)[0] if args.out is None else Path(args.out) / f"{name}.pt"
+        target = files(name)[0]
         if args.out is None and name in TINY and target.is_file() and not args.force:
             parser.error(f"{target} is committed; pass --force to replace it, or --out DIR to write elsewhere")
+    for name in args.build:
         overrides = {k: v for k, v in (("steps", args.steps), ("pooling", args.pooling)) if v is not None}
         recipe = Recipe(**{**asdict(RECIPES[name]), **overrides})
         rec = build_standin(name, recipe=recipe, out=Path(args.out) if args.out else None, device=args.device)
