@@ -2,6 +2,7 @@
 miniature without room says "not testable here", rows print as "+- std (n runs)" or "(1 run)"."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +196,26 @@ def test_collector_entries_are_json_ready_and_lines_read_well():
     blocked = Verdicts(std=0.017, headroom=headroom(0.107, 0.137, 0.60))
     line = blocked.line(blocked.pair("c", 0.9, 0.1))
     assert line.startswith("c: not testable here (") and "lower half" in line
+
+
+# ------------------------------------------------------------------ the committed results
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+WITH_HEADROOM = ("basics", "tscd", "rml")     # republished with the stand-ins; asdt, ssdd, seminar in their own passes
+
+
+@pytest.mark.parametrize("name", WITH_HEADROOM)
+def test_committed_results_carry_headroom_and_verdicts(name):
+    data = json.loads((RESULTS / f"{name}-quick.json").read_text())
+    room = data["headroom"]
+    for key in ("floor", "baseline", "ceiling"):
+        assert 0.0 <= room[key] <= 1.0, (name, key, room[key])
+    assert abs(room["floor"] - 0.107) < 0.005                   # background everywhere on the quick val split
+    assert isinstance(room["testable"], bool) and (room["testable"] or room["why"])
+    assert isinstance(data["verdicts"], list)
+    assert all(v["verdict"] in VERDICTS for v in data["verdicts"])
+
+
+def test_every_committed_verdict_uses_one_of_the_four_words():
+    for path in sorted(RESULTS.glob("*.json")):
+        for entry in json.loads(path.read_text()).get("verdicts", []):
+            assert entry["verdict"] in VERDICTS, (path.name, entry["claim"], entry["verdict"])
