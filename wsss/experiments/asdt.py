@@ -2,7 +2,8 @@
 
 Tables 4 and 5 of the paper report the seg-teacher P^st, the student P^s and their fusion P (Eq. 1,
 by max, mean or multiply), each with and without the dense-CRF post-processing: :data:`OUTPUTS` names
-them, :func:`predictor` computes any of them from one forward pass.
+them, :func:`predictor` computes any of them from one forward pass. :func:`ceiling_predictor` scores
+the notebook's ceiling (:class:`wsss.methods.baselines.MaskSupervised`) with the same test-time CRF.
 """
 from __future__ import annotations
 
@@ -49,6 +50,26 @@ def predictor(model: ASDT, outputs, *, crf_bilateral: tuple[float, float, float]
             out[name] = crf_label(images, probs, backend=crf_backend, gaussian=ST_GAUSSIAN, bilateral=crf_bilateral) \
                 if crf else probs.argmax(1)
         return out
+
+    return predict
+
+
+CEILING_OUTPUTS = {"seg": False, "seg + CRF": True}
+
+
+def ceiling_predictor(model, outputs, *, crf_bilateral: tuple[float, float, float], crf_backend: str = "auto"):
+    """A ``predict(batch)`` for the ceiling (a :class:`wsss.methods.baselines.MaskSupervised`, whose
+    ``predict`` gives logits): the argmax of its softmax ("seg") and after the dense CRF that scores ASDT's
+    outputs ("seg + CRF": Gaussian 3/3, ``crf_bilateral``, 10 iterations), the ceiling of "... + CRF"."""
+    unknown = [o for o in outputs if o not in CEILING_OUTPUTS]
+    if unknown:
+        raise ValueError(f"unknown outputs {unknown}; a ceiling has {list(CEILING_OUTPUTS)}")
+
+    def predict(batch: dict) -> dict:
+        images = batch["image"]
+        probs = model.predict(images).softmax(1)                                 # (B, C, H, W)
+        return {name: crf_label(images, probs, backend=crf_backend, gaussian=ST_GAUSSIAN, bilateral=crf_bilateral)
+                if CEILING_OUTPUTS[name] else probs.argmax(1) for name in outputs}
 
     return predict
 

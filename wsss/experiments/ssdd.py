@@ -87,14 +87,16 @@ def predictor(model: SSDD, outputs, *, crf_gaussian=PSA_GAUSSIAN, crf_bilateral=
               flip: bool = True, crf_backend: str = "auto"):
     """A ``predict(batch)`` for :func:`wsss.evaluate.evaluate`: the main head's probabilities over
     ``scales`` and flips (:func:`wsss.ops.multiscale_probs`), argmax ("seg") and after a dense CRF of 10
-    iterations ("seg + CRF"), as the paper's test (Sec. 5.3, PSA's kernels)."""
+    iterations ("seg + CRF"), as the paper's test (Sec. 5.3, PSA's kernels). ``model``: an :class:`SSDD`, or
+    the notebook's ceiling (a :class:`wsss.methods.baselines.MaskSupervised`, whose logits get a softmax)."""
     unknown = [o for o in outputs if o not in OUTPUTS]
     if unknown:
         raise ValueError(f"unknown outputs {unknown}; choose from {list(OUTPUTS)}")
+    probs_fn = model.predict if isinstance(model, SSDD) else (lambda x: model.predict(x).softmax(1))
 
     def predict(batch: dict) -> dict:
         images = batch["image"]
-        probs = multiscale_probs(model.predict, images, scales, flip)
+        probs = multiscale_probs(probs_fn, images, scales, flip)
         out = {}
         for name in outputs:
             out[name] = crf_label(images, probs, gaussian=crf_gaussian, bilateral=crf_bilateral,
@@ -115,15 +117,18 @@ def train_affinity(*, base, labels: dict, crop: int, backbone: str, init_backbon
                        save_to=save_to)
 
 
-def train_ssdd(*, base, masks: dict, val_set, crop: int, model: dict, train_cfg: dict, init: str, seed: int,
-               outputs=(), predictor_args: dict | None = None, save_to: str | None = None, eval_batch: int = 16) -> dict:
+def train_ssdd(*, base, masks: dict, val_set, crop: int, model: dict, train_cfg: dict, init: str | None, seed: int,
+               outputs=(), predictor_args: dict | None = None, save_to: str | None = None, eval_batch: int = 16,
+               method=SSDD) -> dict:
     """One SSDD-network run (any stage): ``masks`` name -> (H, W) (stage "fixed", "dynamic") or (2, H, W)
     ([m^K0, m^A0], "static") for every image of ``base`` (no transform), random crops of ``crop`` px with
     scale 0.7-1.3 and flips; weights ``init`` (the tag classifier's ``net``); scored on ``val_set`` for
-    ``outputs``. Returns run_variant's dict plus "seconds"."""
+    ``outputs``. ``method``: :class:`SSDD`, or :class:`wsss.methods.baselines.MaskSupervised` for the ceiling
+    (``masks``: the true masks; ``init`` None: ``model``'s own pretrained backbone). Returns run_variant's
+    dict plus "seconds"."""
     start = time.perf_counter()
     train_set = PseudoMaskDataset(base, masks, transform=TrainTransform(crop, scale=(0.7, 1.3)))
-    result = run_variant(method=SSDD, model=model, train_set=train_set, val_set=val_set, train_cfg=train_cfg,
+    result = run_variant(method=method, model=model, train_set=train_set, val_set=val_set, train_cfg=train_cfg,
                          predictor=predictor if outputs else None, predictor_args=predictor_args, outputs=outputs,
                          init=init, seed=seed, save_to=save_to, eval_batch=eval_batch)
     result["seconds"] = time.perf_counter() - start
