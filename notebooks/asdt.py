@@ -81,7 +81,7 @@ params
 # | PWM | $T=150$, $\tau=5$: ~141 periods | $T=150$, $\tau=5$: 8 periods, 7 of them after the warm-up |
 # | optimizer | SGD, lr 7e-4, momentum 0.9, weight decay 1e-5, poly | AdamW, lr 5e-4, weight decay 1e-5, poly |
 # | CAM behind the labels | scales 0.5, 1, 1.5, 2 | scale 1 (the training pass's own CAM) |
-# | start | ImageNet, then a classifier trained on the VOC tags (public code) | a tag classifier trained here for 800 iterations (no ImageNet weights offline) |
+# | start | ImageNet, then a classifier trained on the VOC tags (public code) | the stand-in backbone (the miniature's ImageNet, `wsss/models/standins.py`), then a tag classifier trained here for 800 iterations |
 #
 # Both use the RRM/ASDT learning-rate multipliers (new layers x10, biases x2) and, as the public code,
 # no weight decay on biases. `full` is the same experiment for one GPU; `paper` is the paper's.
@@ -289,8 +289,8 @@ pd.DataFrame(SCHEDULE).T
 # %% [markdown]
 # ## 3. Training: the class-teacher first, then every variant
 #
-# First the tag classifier alone (it stands in for the ImageNet start; in `paper` it is the public code's
-# VOC-tag classifier on top of ImageNet). Then, for each seed, the first `warmup` iterations of ASDT,
+# First the tag classifier alone, from the stand-in backbone (the miniature's ImageNet: trained once on tags of
+# generated images no benchmark split holds; in `paper` it is the public code's VOC-tag classifier on ImageNet). Then, for each seed, the first `warmup` iterations of ASDT,
 # which every Table 4 and Fig. 6 run of that seed shares: no seg-teacher has taught yet, so all
 # variants train identically there. They are trained once and each run continues from that
 # checkpoint, which is exactly what separate runs would do. Then all runs, side by side: the four

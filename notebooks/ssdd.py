@@ -74,7 +74,7 @@ params
 # | network | ResNet-38 (PSA's), heads 4096 -> 512 -> C, dilation 12; DD-Nets 256 channels | `resnet-tiny`, heads 128 -> 64 -> C, dilation 2 on a 7x7 map; DD-Nets 32 channels |
 # | images, crop | VOC photos (~500x375), crop 448 | 64 px images, crop 56, random scale 0.7-1.3 |
 # | maps (losses, DD-Nets, decisions) | 112 x 112 (stride 4) | 14 x 14 (stride 4) |
-# | start | ImageNet, then PSA's classifier trained on the VOC tags | a tag classifier trained here for 800 iterations (no ImageNet offline) |
+# | start | ImageNet, then PSA's classifier trained on the VOC tags | the stand-in backbone (the miniature's ImageNet, `wsss/models/standins.py`), then a tag classifier trained here for 800 iterations |
 # | PSA | released weights: CAM scales 1, 0.5, 1.5, 2 + flip; AffinityNet radius 5; walk beta 8, logt 8, background^16 | trained here: the same CAM and walk settings; AffinityNet 300 iterations (AdamW) |
 # | static stage | batch 16, 10 epochs | batch 16, 2 epochs (100 iterations) |
 # | dynamic stage | batch 8, 30 epochs | batch 8, 6 epochs (600 iterations); Table A-1's runs 3 epochs (300) |
@@ -219,8 +219,8 @@ show_source(ssdd.balanced_ce, ssdd.SSDD._dynamic)
 # * **the in-loop CRF** (dynamic stage): 3 iterations on the image resized to the map, background and
 #   tagged classes only, PSA's kernels.
 # * **the knowledge source is trained here.** The paper uses PSA's released weights; offline we train
-#   PSA's classifier and AffinityNet on the benchmark (AffinityNet starts from the tag classifier's
-#   backbone, standing in for ImageNet). The seed is built once and shared by every seed of Table 1, as
+#   PSA's classifier (from the stand-in backbone, the miniature's ImageNet) and AffinityNet on the benchmark
+#   (AffinityNet starts from the tag classifier's backbone). The seed is built once and shared by every seed of Table 1, as
 #   the paper's is.
 
 # %% [markdown]
