@@ -109,7 +109,7 @@ feature_map = crop // OS
 RATES = tuple(head_dilation(feature_map, r, paper_crop=33) for r in (6, 12, 18))    # the paper's rates on its 33 x 33 map
 SIGMA_XY = pixels(seminar.SIGMA_XY, image_px)                                          # rloss's 100 px of a ~500 px photo
 RUN_ALPHA = alpha_for_run(alpha, steps)
-MODEL = dict(output_stride=OS, channels=SETTINGS["channels"], rates=RATES, steps=steps, alpha=RUN_ALPHA,
+MODEL = dict(pretrained=SETTINGS["pretrained"], output_stride=OS, channels=SETTINGS["channels"], rates=RATES, steps=steps, alpha=RUN_ALPHA,
              lambda_crf=lambda_crf, lambda_pcons=lambda_pcons, lambda_pseudo=lambda_pseudo, crf_sigma_xy=SIGMA_XY)
 TRAIN = dict(steps=steps, batch_size=SETTINGS["batch"], optimizer="sgd", lr=SETTINGS["lr"], momentum=0.9,
              weight_decay=SETTINGS["weight_decay"], schedule="poly", poly_power=0.9, device=str(dev), log_every=10)
@@ -206,11 +206,12 @@ if SETTINGS["mobilenet_runs"]:
     BACKBONES["MobileNet"] = SETTINGS["mobilenet"]
 INIT, tag_loss = {}, {}
 for col, bb in BACKBONES.items():
-    if SETTINGS["pretrained"] == "standin":     # the shared stand-in (the miniature's ImageNet): a backbone state dict
-        INIT[col] = str(standins.weights(bb))
-        r = standins.record(bb)
-        print(f"{col} ({bb}) starts from its stand-in: {r['recipe']['images']} generated images, {r['recipe']['steps']} steps, "
-              f"loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}; its CAM scores {100 * r['cam_val']['miou']:.1f} val mIoU")
+    if SETTINGS["pretrained"] is not None:      # the stand-in (the miniature's ImageNet) or ImageNet: the model loads it
+        INIT[col] = None
+        if SETTINGS["pretrained"] == "standin":
+            r = standins.record(bb)
+            print(f"{col} ({bb}) starts from its stand-in: {r['recipe']['images']} generated images, {r['recipe']['steps']} "
+                  f"steps, loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}; its CAM scores {100 * r['cam_val']['miou']:.1f} val mIoU")
         continue
     _, hist = pretrain_classifier(tag_set, backbone=bb, steps=SETTINGS["cls_steps"], batch_size=SETTINGS["cls_batch"],
                                   output_stride=OS, seed=seed, device=str(dev), save_to=str(workdir / f"tags-{col}.pt"))

@@ -105,51 +105,50 @@ _SETTINGS = {
     # run (classification only for 10% = 2000 of 20k, LR warm-up 7.5% = 1500, AFA's walk switch at 30% = 6000).
     # Small images keep the paper's map sizes in proportion: output stride 8 (the paper: 16 on 512 px crops, a
     # 32 x 32 map); the pair window radius, the SCD samples per side and the PAR/VARM dilations are scaled by the
-    # map (radius 8, 40 samples on 32 x 32; dilations 1-24 on the 256 px half-resolution image). cls_steps: the
-    # tag classifier that stands in for ImageNet weights. seeds: the runs of the central comparison (AFA vs
-    # TSCD); table5_runs: whether Table 5's refiners are each trained (else their pseudo labels are scored);
-    # wr38: whether Table 4's WR38 rows run. lr: the paper's 6e-5 trains our small networks from a tag
-    # classifier too slowly for a run of a few hundred iterations (a quick probe, one seed: TSCD 11.9 / AFA 10.7 val mIoU
-    # at 6e-5 against 16.5 / 15.7 at 6e-4); quick and full use 6e-4. cls_steps: 800 (a 1500-iteration probe gave
-    # the same CAM-label quality, 29.7 against 29.3 train mIoU).
+    # map (radius 8, 40 samples on 32 x 32; dilations 1-24 on the 256 px half-resolution image). pretrained: the
+    # stand-in backbone (wsss/models/standins.py) stands in for ImageNet weights. seeds: the runs of the central
+    # comparison (AFA vs TSCD); table5_runs: whether Table 5's refiners are each trained (else their pseudo labels
+    # are scored); wr38: whether Table 4's WR38 rows run. lr: the paper's 6e-5 trains our small networks too slowly
+    # for a run of a few hundred iterations (a quick probe, one seed, before the stand-ins: TSCD 11.9 / AFA 10.7 val
+    # mIoU at 6e-5 against 16.5 / 15.7 at 6e-4); quick and full use 6e-4.
     "tscd": {
         "smoke": dict(backbone="mit-tiny", resnet="resnet-tiny", wr38="resnet38-tiny", pretrained="standin", crop=48, image_px=48,
-                      batch=4, steps=8, cls_only=2, lr_warmup=1, walk_from=3, output_stride=8, cls_steps=8, cls_batch=8,
+                      batch=4, steps=8, cls_only=2, lr_warmup=1, walk_from=3, output_stride=8,
                       lr=6e-4, weight_decay=0.01, channels=16, dilations=(1, 2, 3), radius=2, samples=6, seeds=2,
                       table5_runs=True, wr38_runs=True),
         "quick": dict(backbone="mit-tiny", resnet="resnet-tiny", wr38="resnet38-tiny", pretrained="standin", crop=64, image_px=64,
-                      batch=8, steps=300, cls_only=30, lr_warmup=22, walk_from=90, output_stride=8, cls_steps=800,
-                      cls_batch=16, lr=6e-4, weight_decay=0.01, channels=64, dilations=(1, 2, 3), radius=2, samples=10,
+                      batch=8, steps=300, cls_only=30, lr_warmup=22, walk_from=90, output_stride=8,
+                       lr=6e-4, weight_decay=0.01, channels=64, dilations=(1, 2, 3), radius=2, samples=10,
                       seeds=3, table5_runs=False, wr38_runs=False),
         "full": dict(backbone="mit_b0", resnet="resnet18", wr38="resnet38-tiny", pretrained="standin", crop=160, image_px=160,
-                     batch=8, steps=3000, cls_only=300, lr_warmup=225, walk_from=900, output_stride=8, cls_steps=3000,
-                     cls_batch=16, lr=6e-4, weight_decay=0.01, channels=128, dilations=(1, 2, 4, 8), radius=5, samples=25,
+                     batch=8, steps=3000, cls_only=300, lr_warmup=225, walk_from=900, output_stride=8,
+                      lr=6e-4, weight_decay=0.01, channels=128, dilations=(1, 2, 4, 8), radius=5, samples=25,
                      seeds=3, table5_runs=True, wr38_runs=True),
         "paper": dict(backbone="mit_b1", resnet="resnet101", wr38="resnet38", pretrained="imagenet", crop=512, image_px=500,
-                      batch=8, steps=20000, cls_only=2000, lr_warmup=1500, walk_from=6000, output_stride=16, cls_steps=0,
-                      cls_batch=8, lr=6e-5, weight_decay=0.01, channels=256, dilations=(1, 2, 4, 8, 12, 24), radius=8,
+                      batch=8, steps=20000, cls_only=2000, lr_warmup=1500, walk_from=6000, output_stride=16,
+                       lr=6e-5, weight_decay=0.01, channels=256, dilations=(1, 2, 4, 8, 12, 24), radius=8,
                       samples=40, seeds=3, table5_runs=True, wr38_runs=True),
     },
-    # RML: TSCD's miniature (its stand-in classifier, map sizes and scaled radius / dilations), with RML's own
+    # RML: TSCD's miniature (its stand-in backbone, map sizes and scaled radius / dilations), with RML's own
     # schedule as shares (classification only 2000 and LR warm-up 1500 of 18k iterations: 11% and 8.3%); no decoder.
     # context_channels: the fusion module's width (the paper does not give it); seeds: the runs of Table 1's central
     # pair (baseline, RML); sensitivity: the alpha / beta1 / beta2 points (three each, the paper's default among
     # them), trained only where sensitivity_runs is set.
     "rml": {
         "smoke": dict(backbone="mit-tiny", pretrained="standin", crop=48, image_px=48, batch=4, steps=9, cls_only=1, lr_warmup=1,
-                      output_stride=8, cls_steps=8, cls_batch=8, lr=6e-4, weight_decay=0.01, channels=16,
+                      output_stride=8, lr=6e-4, weight_decay=0.01, channels=16,
                       context_channels=16, dilations=(1, 2, 3), radius=2, seeds=2, sensitivity_runs=True,
                       sensitivity=dict(alpha=(0.05, 0.1), beta1=(50.0, 100.0), beta2=(50.0, 100.0))),
         "quick": dict(backbone="mit-tiny", pretrained="standin", crop=64, image_px=64, batch=8, steps=300, cls_only=33,
-                      lr_warmup=25, output_stride=8, cls_steps=800, cls_batch=16, lr=6e-4, weight_decay=0.01, channels=64,
+                      lr_warmup=25, output_stride=8, lr=6e-4, weight_decay=0.01, channels=64,
                       context_channels=64, dilations=(1, 2, 3), radius=2, seeds=3, sensitivity_runs=False,
                       sensitivity=dict(alpha=(0.05, 0.1, 0.2), beta1=(50.0, 100.0, 200.0), beta2=(50.0, 100.0, 200.0))),
         "full": dict(backbone="mit_b0", pretrained="standin", crop=160, image_px=160, batch=8, steps=3000, cls_only=333,
-                     lr_warmup=250, output_stride=8, cls_steps=3000, cls_batch=16, lr=6e-4, weight_decay=0.01, channels=128,
+                     lr_warmup=250, output_stride=8, lr=6e-4, weight_decay=0.01, channels=128,
                      context_channels=128, dilations=(1, 2, 4, 8), radius=5, seeds=3, sensitivity_runs=True,
                      sensitivity=dict(alpha=(0.05, 0.1, 0.2), beta1=(50.0, 100.0, 200.0), beta2=(50.0, 100.0, 200.0))),
         "paper": dict(backbone="mit_b1", pretrained="imagenet", crop=320, image_px=500, batch=8, steps=18000, cls_only=2000,
-                      lr_warmup=1500, output_stride=16, cls_steps=0, cls_batch=8, lr=6e-5, weight_decay=0.01, channels=256,
+                      lr_warmup=1500, output_stride=16, lr=6e-5, weight_decay=0.01, channels=256,
                       context_channels=256, dilations=(1, 2, 4, 8, 12, 24), radius=8, seeds=3, sensitivity_runs=True,
                       sensitivity=dict(alpha=(0.05, 0.1, 0.2), beta1=(50.0, 100.0, 200.0), beta2=(50.0, 100.0, 200.0))),
     },

@@ -47,6 +47,7 @@ class Recipe:
     steps: int = 3000
     batch_size: int = 32
     crop: int = 56
+    scale: tuple = (0.7, 1.3)        # random rescale range before the crop (flip too)
     lr: float = 1e-3                 # AdamW, backbone x1 and classifier x10, poly decay after a linear warm-up
     weight_decay: float = 0.01
     warmup: int = 150
@@ -206,7 +207,7 @@ def _build(name: str, recipe: Recipe, weights_file: Path, record_file: Path, dev
     from .. import reproducible
     t0 = time.perf_counter()
     data = ClassificationSet(recipe.images, benchmark=recipe.benchmark, seed=recipe.stream_seed,
-                             transform=TrainTransform(recipe.crop), progress=progress)
+                             transform=TrainTransform(recipe.crop, scale=tuple(recipe.scale)), progress=progress)
     render_seconds = time.perf_counter() - t0
     seed_everything(recipe.seed)
     classifier = _TagClassifier(name, data.num_classes, output_stride=recipe.output_stride, pooling=recipe.pooling)
