@@ -8,6 +8,9 @@ mIoU) of tscd.ipynb's quick schedule from a stand-in encoder, with one lever cha
     python scripts/afa_levers.py --px 96                   # 96 px inputs (the images upsampled: a 12 x 12 CAM)
     python scripts/afa_levers.py --depth 2 --standin FILE  # two MiT blocks per stage (build FILE with the same --depth)
     python scripts/afa_levers.py --depth 2 --build DIR     # build that stand-in into DIR first (the recipe of standins.py)
+    python scripts/afa_levers.py --build DIR --standin-steps 10000        # a 3.3x longer stand-in
+    python scripts/afa_levers.py --build DIR --standin-scale 0.5 2.0      # a stand-in trained at rescale 0.5-2.0
+    python scripts/afa_levers.py --build DIR --standin-pooling gmp        # a max-pooled (AFA-like) stand-in
     python scripts/afa_levers.py --ceiling                 # the same network trained on the full masks instead
 """
 import argparse
@@ -55,6 +58,9 @@ def main():
     ap.add_argument("--px", type=int, default=64)
     ap.add_argument("--depth", type=int, default=1, help="MiT blocks per stage")
     ap.add_argument("--build", help="build the stand-in (with --depth) into this folder first")
+    ap.add_argument("--standin-steps", type=int, help="with --build: the stand-in's steps")
+    ap.add_argument("--standin-scale", type=float, nargs=2, help="with --build: the stand-in's rescale range")
+    ap.add_argument("--standin-pooling", choices=("gap", "gmp"), help="with --build: the stand-in's pooling")
     ap.add_argument("--ceiling", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -62,7 +68,10 @@ def main():
         mit.CONFIGS["mit-tiny"] = replace(mit.CONFIGS["mit-tiny"], depths=(args.depth,) * 4)
     enc = {"committed": "standin", "none": None}.get(args.standin, args.standin)
     if args.build:
-        rec = standins.build_standin("mit-tiny", out=Path(args.build), device="cpu")
+        overrides = {k: v for k, v in (("steps", args.standin_steps), ("pooling", args.standin_pooling),
+                                       ("scale", tuple(args.standin_scale) if args.standin_scale else None)) if v is not None}
+        recipe = standins.Recipe(**{**vars(standins.RECIPES["mit-tiny"]), **overrides})
+        rec = standins.build_standin("mit-tiny", recipe=recipe, out=Path(args.build), device="cpu")
         print(f"stand-in: CAM val mIoU {100 * rec['cam_val']['miou']:.1f}")
         enc = str(Path(args.build) / "mit-tiny.pt")
     S = profile_settings("tscd", "quick")
