@@ -3,6 +3,8 @@
     python -m wsss.run_notebooks                      # every notebook at quick -> runs/<name>-quick/
     python -m wsss.run_notebooks basics -p profile full -p device cuda
     python -m wsss.run_notebooks --publish            # maintainers: refresh the committed copies
+    python -m wsss.run_notebooks --dry-run tscd       # trains nothing: tscd's full run plan, its networks checked
+                                                      # at full size and its time estimated on this machine's GPU
 
 Each notebook is executed from its paired source ``notebooks/<name>.py`` (jupytext ``py:percent``, see
 :mod:`wsss.pairs`); a pair whose cells differ stops the run before anything executes, with the one
@@ -162,6 +164,38 @@ def publish_refusals(notebook: Path, forced_profile: str | None) -> list[str]:
     return reasons
 
 
+def dry_run(names: list[str], params: dict, parser: argparse.ArgumentParser) -> int:
+    """``--dry-run``: for each notebook its run plan at ``-p profile`` (default full) with the step times of a
+    shape check on ``-p device`` (default CUDA where available); trains and writes nothing. A notebook whose
+    networks fail at that size stops the dry run with its name, the model and the error."""
+    from .experiments import shapes
+    from .profiles import PROFILES
+
+    profile = str(params.get("profile", "full"))
+    if profile not in PROFILES:
+        parser.error(f"--dry-run: -p profile {profile} is not known; choose one of {', '.join(PROFILES)}")
+    unknown = [n for n in names if n not in shapes.NOTEBOOKS]
+    if unknown:
+        parser.error(f"--dry-run: no run plan for notebook(s) {unknown}; wsss.experiments.shapes knows "
+                     f"{list(shapes.NOTEBOOKS)}")
+    from .train import resolve_device
+    try:
+        device = str(resolve_device(str(params.get("device", "auto"))))
+    except ValueError as err:
+        parser.error(f"--dry-run: {err}")
+    for name in names:
+        start = time.perf_counter()
+        print(f"dry run of {name} at {profile}: checking its networks at that profile's size on {device} ...", flush=True)
+        try:
+            text = shapes.dry_run(name, profile, device)
+        except Exception as err:
+            print(f"{name}: the dry run failed at profile {profile}: {err}", file=sys.stderr, flush=True)
+            raise
+        print(text, flush=True)
+        print(f"  ({name}: checked in {time.perf_counter() - start:.0f} s)\n", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the notebooks headless with papermill.")
     parser.add_argument("names", nargs="*", help=f"notebook names (default: all, in the order {', '.join(ORDER)})")
@@ -175,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true",
                         help="with --publish: publish at a WSSS_PROFILE other than the notebook's own profile, or "
                              "over uncommitted changes to its results/ and figures/ files")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="run no notebook: print each one's run plan (trainings, steps, estimated time) at the "
+                             "profile of -p profile (default full), its networks checked at that size on -p device "
+                             "(default: CUDA where available) - wsss.experiments.shapes")
     args = parser.parse_args(argv)
+    if args.dry_run and args.publish:
+        parser.error("--dry-run runs nothing and --publish writes the committed files: give one of them")
     if args.output_dir and Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
         parser.error(f"--output-dir {args.output_dir} is a file; give a folder (it is created if missing)")
     folder = repo_root() / "notebooks"
@@ -187,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"no notebook named {missing} in {folder}; there are {sorted(known)}")
         notebooks = ordered([known[n] for n in args.names])
     params = {k: _value(v) for k, v in args.parameter}
+    if args.dry_run:
+        return dry_run([nb.stem for nb in notebooks], params, parser)
     if "out_dir" in params:
         parser.error("give --output-dir or --publish instead of -p out_dir")
     if args.publish and params:

@@ -54,11 +54,14 @@ def gaussian_mi(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Te
         raise ValueError(f"x and y must be (N, Dx) and (N, Dy) with the same N, got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.shape[0] < 2:
         raise ValueError("gaussian_mi needs at least two samples")
-    z = torch.cat([x, y], 1).float()
-    z = (z - z.mean(0)) / (z.std(0) + 1e-6)
-    cov = z.T @ z / (z.shape[0] - 1) + eps * torch.eye(z.shape[1], device=z.device)
-    dx = x.shape[1]
-    return 0.5 * (torch.logdet(cov[:dx, :dx]) + torch.logdet(cov[dx:, dx:]) - torch.logdet(cov))
+    # in float32 even under bfloat16 autocast (train() on CUDA): a bfloat16 covariance of standardised samples is
+    # near-singular and its log-determinant nan
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        z = torch.cat([x, y], 1).float()
+        z = (z - z.mean(0)) / (z.std(0) + 1e-6)
+        cov = z.T @ z / (z.shape[0] - 1) + eps * torch.eye(z.shape[1], device=z.device)
+        dx = x.shape[1]
+        return 0.5 * (torch.logdet(cov[:dx, :dx]) + torch.logdet(cov[dx:, dx:]) - torch.logdet(cov))
 
 
 def _pixels(maps: torch.Tensor) -> torch.Tensor:
