@@ -114,11 +114,12 @@ SEEDS = [seed + k for k in range(SETTINGS["seeds"])]
 image_px, crop, steps = SETTINGS["image_px"], SETTINGS["crop"], SETTINGS["steps"]
 CRF_BILATERAL = scaled_bilateral(tscd_runs.CRF_BILATERAL, image_px)   # AFA's test CRF: sxy 64 at ~500 px, srgb 5, compat 4
 REG_SIGMA_XY = pixels(tscd.REG_SIGMA_XY, image_px)                  # L_reg's sigma_xy 100 at ~500 px
+REG = tscd_runs.reg_weight_conversion(image_px, crop_px=crop, images=8)   # L_reg's weight per pixel at our size (Section 1)
 VARM = "varm"
 KERNEL_ARGS = {"varm": dict(alpha=alpha, beta=beta), "varm-rgb": dict(alpha=alpha)}   # the notebook's alpha / beta for VARM
 COMMON_MODEL = dict(pretrained=SETTINGS["pretrained"], output_stride=SETTINGS["output_stride"], channels=SETTINGS["channels"], cls_only=SETTINGS["cls_only"],
                     dilations=SETTINGS["dilations"], radius=SETTINGS["radius"], kernel_args=KERNEL_ARGS)
-TSCD_MODEL = dict(**COMMON_MODEL, samples=SETTINGS["samples"], reg_sigma_xy=REG_SIGMA_XY, lambda1=lambda1, lambda2=lambda2,
+TSCD_MODEL = dict(**COMMON_MODEL, samples=SETTINGS["samples"], reg_sigma_xy=REG_SIGMA_XY, reg_weight=REG["weight"], lambda1=lambda1, lambda2=lambda2,
                   view_scale=view_scale, refiner=VARM)
 AFA_MODEL = dict(**COMMON_MODEL, walk_from=SETTINGS["walk_from"], refiner="par")
 TRAIN = dict(steps=steps, batch_size=SETTINGS["batch"], optimizer="adamw", lr=SETTINGS["lr"],
@@ -161,15 +162,35 @@ eval_batch = 16 if dataset == "synthetic" else 1
 print(f"data: {root}; {len(train_raw)} train and {len(val_set)} val images; classes: {names}")
 
 # %% [markdown]
+# **Where this miniature differs from the papers** (besides the sizes printed above):
+#
+# * **The encoder.** `mit-tiny` has one transformer block per stage where MiT-B1 has two, so L_aux (Eq. 14) and AFA's
+#   affinity head see the attention maps of one block of the last stage (its heads: the count is printed in the next
+#   cell) where MiT-B1's two last blocks give 16. It starts from the stand-in, not from ImageNet weights.
+# * **LayerNorms.** The stand-in trained every parameter, its LayerNorms included; AFA's and TSCD's runs then freeze
+#   the encoder's LayerNorms (learning rate 0 in AFA's code), and so do ours, the ceiling included.
+# * **L_reg's weight** is converted to our size by a measured ratio of energies, not copied (Section 1).
+# * **Reproducible mode, one thread per run, two runs at once** on the CPU; the paper trains on GPUs.
+
+# %%
+_last = build_backbone(SETTINGS["backbone"]).blocks[-1]
+ATTN_MAPS = {"heads": _last[-1].attn.heads, "blocks": min(2, len(_last))}
+print(f"attention maps the affinity head and L_aux read: {ATTN_MAPS['heads']} heads x {ATTN_MAPS['blocks']} block(s) of the "
+      f"last stage = {ATTN_MAPS['heads'] * ATTN_MAPS['blocks']} (MiT-B1: 8 heads x 2 blocks = 16)")
+
+# %% [markdown]
 # ## 1. The pieces beside the equations
 #
 # **AFA's network and labels.** The MiT encoder feeds a global-max-pooling classifier (its CAM), the SegFormer
 # MLP decoder, and - from the attention logits $qk^T$ of the last stage's blocks - the affinity head. The pseudo
 # label: the CAM with a constant background 0.55 and 0.35, each refined, then "both say background -> 0,
-# the high one says background -> 255".
+# the high one says background -> 255". From 30% of the iterations AFA walks the CAM along the learnt affinity
+# first, as its code does (`utils/camutils.py`, `propagte_aff_cam_with_bkg`): softmax over background + tags, the
+# affinity of the 1.5x CAM pass squared element-wise in the window, columns divided by their sum + 0.1, **one**
+# step (a test checks it against a hand computation on a 3 x 3 map).
 
 # %%
-show_source(afa.AFANet.forward, afa.two_background_label)
+show_source(afa.AFANet.forward, afa.two_background_label, afa.propagate)
 
 # %% [markdown]
 # **PAR, PAMR and VARM** share one core: $P_i \leftarrow \sum_j k_{ij} P_j$ over 8 neighbours at each dilation,
@@ -187,10 +208,22 @@ show_source(par.propagate, par.par_kernel, par.image_variation, par.varm_kernel)
 # **The step (Eq. 15):** $\lambda_1(\mathcal{L}_{SCD} + \mathcal{L}_{seg} + \mathcal{L}_{equ} + \mathcal{L}_{aux}) + \lambda_2 \mathcal{L}_{reg} + \lambda_3 \mathcal{L}_{cls}$.
 # Two readings are ours and stated in the code: Eq. (14) as printed swaps $R^+$ and $R^-$ (it would push same-class
 # pairs apart), so we use AFA's loss, which the paper says it adopts; and the released code computes $\mathcal{L}_{equ}$
-# without gradient, while we implement Eq. (12) with it (on the ReLU'd, min-max normalised CAMs the code compares). L_reg's weight is the public code's 1e-7 on the energy summed
-# per image, converted to our per-pixel mean (docstring of `REG_WEIGHT`).
+# without gradient, while we implement Eq. (12) with it (on the ReLU'd, min-max normalised CAMs the code compares).
+#
+# **L_reg's weight at our size (Eq. 13).** The public code adds $10^{-7} E$, $E$ the dense-CRF energy summed over the
+# $256^2$ pixels of the half-resolution 512 px crop; our loss is the energy per pixel $e$. With $\sigma_{xy}$ scaled to the
+# image, a pixel's kernel covers the same *fraction* of the image at any size, so $e$ itself grows with the pixel count,
+# and the same loss for the same segmentation needs $w = 10^{-7} \cdot 256^2 \cdot e_{512} / e_{ours}$ - converting only
+# the pixel count ($10^{-7} \cdot 256^2$, what the first version did) leaves L_reg weaker by the ratio. The next cell
+# measures both energies on the same scenes (the true masks, rendered at 512 px and area-downscaled to our crop) and
+# prints the weight used.
 
 # %%
+print(f"energy per pixel of the true masks: {REG['e_paper']:.1f} at {REG['paper_px']} px (sigma_xy {REG['sigma_paper']}), "
+      f"{REG['e_ours']:.2f} at {REG['crop_px']} px (sigma_xy {REG['sigma_ours']}), {REG['images']} scenes; ratio "
+      f"{REG['ratio']:.1f} (the pixel-count ratio (512 / {REG['crop_px']})^2 = {(512 / REG['crop_px']) ** 2:.1f})")
+print(f"L_reg weight per pixel: 1e-7 x 256^2 x {REG['ratio']:.1f} = {REG['weight']:.3f} (pixel count alone: "
+      f"{REG['naive_weight']:.4f}); times lambda2 = {lambda2} in Eq. (15)")
 show_source(tscd.scd_loss, tscd.equ_loss, tscd.TSCD.forward)
 
 # %% [markdown]
@@ -225,17 +258,28 @@ start_quality = tscd_runs.refiner_quality(mit_tags, train_raw, REFINERS, TRAIN_M
 pd.DataFrame({str(r): {"mIoU where labelled": 100 * q["miou"], "labelled %": 100 * q["labelled"]} for r, q in start_quality.items()}).T.round(1)
 
 # %%
-shown = collate([train_raw[i] for i in range(4)])
+shown = collate([train_raw[i] for i in range(16)])
 images, tags = shown["image"].to(dev), shown["labels"].to(dev)
 cams = mit_tags.cams(images, tags)
 half = F.interpolate(images.float() / 255, scale_factor=0.5, mode="bilinear", align_corners=False)
-k_par = par.par_kernel(half, SETTINGS["dilations"])[0, 0]
-k_varm = par.varm_kernel(half, SETTINGS["dilations"], alpha=alpha, beta=beta)[0, 0]
-labels = {str(r): afa.cam_labels(images, cams, tags, refiner=r, dilations=SETTINGS["dilations"], kernel_args=KERNEL_ARGS.get(r))
+k_par = par.par_kernel(half, SETTINGS["dilations"])
+k_varm = par.varm_kernel(half, SETTINGS["dilations"], alpha=alpha, beta=beta)
+labels = {str(r): afa.cam_labels(images, cams, tags, refiner=r, dilations=SETTINGS["dilations"], kernel_args=KERNEL_ARGS.get(r)).cpu()
           for r in (None, "par", VARM)}
+# the foreground each label gets right (pixels labelled with the true object class) on 16 train images
+truth = shown["mask"]
+fg_right = pd.DataFrame({f"refiner {r}": ((lab == truth) & (truth > 0) & (truth != 255)).flatten(1).sum(1).numpy()
+                         for r, lab in labels.items()})
+fg_right["object pixels"] = ((truth > 0) & (truth != 255)).flatten(1).sum(1).numpy()
+gain = fg_right[["refiner par", f"refiner {VARM}"]].min(1) - fg_right["refiner None"]
+i = int(gain.idxmax())                                            # the image where both refiners extend the object most
+print(f"object pixels each label gets right, 16 train images (sum): " + ", ".join(f"{c} {fg_right[c].sum()}" for c in fg_right))
+print(f"shown below: image {i}, where both refiners extend the object most: {fg_right.loc[i].to_dict()}"
+      if gain.max() > 0 else f"on none of the 16 images do both refiners extend the object (largest change {gain.max()} pixels); image {i} shown")
+k_par, k_varm = k_par[i, 0], k_varm[i, 0]
 fig, axes = plt.subplots(2, 5, figsize=(13, 5.4))
-i, n_ring = 0, 8
-axes[0, 0].imshow(shown["image"][i].permute(1, 2, 0)); axes[0, 0].set_title("image")
+n_ring = 8
+axes[0, 0].imshow(shown["image"][i].permute(1, 2, 0)); axes[0, 0].set_title(f"image {i}")
 axes[0, 1].imshow(k_par[:n_ring].amax(0).cpu(), cmap="magma"); axes[0, 1].set_title("PAR: max weight, dilation 1")
 axes[0, 2].imshow(k_varm[:n_ring].amax(0).cpu(), cmap="magma"); axes[0, 2].set_title("VARM: max weight, dilation 1")
 axes[0, 3].imshow(par.image_variation(half)[i, 0].cpu(), cmap="gray"); axes[0, 3].set_title("variation V (Eq. 8)")
@@ -243,7 +287,7 @@ axes[0, 4].imshow((k_varm - k_par).sum(0).cpu(), cmap="coolwarm"); axes[0, 4].se
 axes[1, 0].imshow(viz.colorize(shown["mask"][i])); axes[1, 0].set_title("ground truth")
 axes[1, 1].imshow(cams[i].amax(0).cpu(), cmap="jet"); axes[1, 1].set_title("CAM (tagged, max)")
 for ax, (r, lab) in zip(axes[1, 2:], labels.items()):
-    ax.imshow(viz.colorize(lab[i].cpu())); ax.set_title(f"label, refiner {r}")
+    ax.imshow(viz.colorize(lab[i])); ax.set_title(f"label, {'unrefined' if r == 'None' else r}: {fg_right.loc[i, 'refiner ' + r]} obj. px")
 for ax in axes.flat:
     ax.axis("off")
 fig.tight_layout()

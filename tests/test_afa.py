@@ -1,5 +1,7 @@
-"""AFA's pieces (issue 12 groundwork): attention-affinity network, pair labels in a window, the affinity
-loss, the CAM and the two-background PAR labels."""
+"""AFA's pieces: attention-affinity network, pair labels in a window, the affinity
+loss, the CAM, the two-background PAR labels and the walk (against a hand computation)."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,10 +98,68 @@ def test_afa_step_trains_classification_first_then_every_branch(tiny_benchmark):
     assert model.training and model.net.encoder.training                  # the label pass leaves train mode as it was
 
 
+def _hand_propagation(scores, affinity, tags, radius, power=2.0, eps=0.1):
+    """AFA's propagation written out with loops over one image's 3 x 3 map (utils/camutils.py,
+    propagte_aff_cam_with_bkg): softmax over background + tags, window, aff ** 2, columns / (sum + 0.1), one step."""
+    k1, h, w = scores.shape
+    n = h * w
+    present = [0] + [c + 1 for c in range(len(tags)) if tags[c] > 0]
+    probs = [[0.0] * n for _ in range(k1)]
+    for i in range(n):
+        e = {c: math.exp(scores[c, i // w, i % w].item()) for c in present}
+        for c in present:
+            probs[c][i] = e[c] / sum(e.values())
+    t = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(n):
+            near = abs(i // w - j // w) <= radius and abs(i % w - j % w) <= radius
+            t[i][j] = affinity[i, j].item() ** power if near else 0.0
+    for j in range(n):
+        col = sum(t[i][j] for i in range(n)) + eps
+        for i in range(n):
+            t[i][j] /= col
+    return torch.tensor([[sum(probs[c][i] * t[i][j] for i in range(n)) for j in range(n)] for c in range(k1)]).reshape(k1, h, w)
+
+
+def test_propagate_equals_a_hand_computation_of_afas_walk_on_a_3x3_map():
+    from wsss.methods.afa import propagate
+
+    torch.manual_seed(0)
+    scores = torch.rand(3, 3, 3) * 2                                # background + 2 classes on a 3 x 3 map
+    affinity = torch.rand(1, 9, 9)
+    tags = torch.tensor([[1.0, 0.0]])                               # class 2 is absent
+    for radius in (1, 2):
+        got = propagate(scores[None], affinity, (3, 3), (3, 3), tags, radius=radius)[0]
+        want = _hand_propagation(scores, affinity[0], tags[0], radius)
+        assert torch.allclose(got, want, atol=1e-6)
+        assert (got[2] == 0).all()                                  # absent classes stay 0
+        assert (got.sum(0) < 1).all()                               # the + 0.1 keeps every pixel's sum below 1
+    # one step of the element-wise squared affinity, not two steps of the plain one (the first version)
+    one_step = propagate(scores[None], affinity, (3, 3), (3, 3), tags, radius=2)[0]
+    assert not torch.allclose(one_step, _hand_propagation(scores, affinity[0], tags[0], 2, power=1.0), atol=1e-4)
+
+
+def test_rml_prediction_walks_one_step_along_its_own_affinity_as_afas_validation():
+    from wsss.methods.afa import _with_background, afa_cam, propagate
+    from wsss.methods.rml import rml_scores
+
+    torch.manual_seed(0)
+    net = AFANet("mit-tiny", 3, channels=8, output_stride=8, decoder=False).eval()
+    images = torch.randint(0, 255, (1, 3, 24, 24), dtype=torch.uint8)
+    tags = torch.tensor([[1.0, 0.0]])
+    got = rml_scores(net, images, radius=1, tags=tags)
+    out = net(images)
+    cams = afa_cam(net, images, tags, (0.5, 1.0, 1.5))
+    small = F.interpolate(_with_background(cams, 0.35), size=out["cam"].shape[2:], mode="bilinear", align_corners=False)
+    h, w = out["cam"].shape[2:]
+    walked = _hand_propagation(small[0], out["affinity"][0], tags[0], 1).reshape(1, 3, h, w)
+    want = F.interpolate(walked, size=(24, 24), mode="bilinear", align_corners=False)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
 def test_walk_with_the_identity_affinity_keeps_the_label_and_a_strong_pair_spreads_it():
     from wsss.methods.afa import walk_labels
 
-    torch.manual_seed(0)
     images = torch.full((1, 3, 8, 8), 100, dtype=torch.uint8)
     tags = torch.tensor([[1.0, 0.0]])
     cams = torch.zeros(1, 2, 8, 8)
@@ -108,7 +168,7 @@ def test_walk_with_the_identity_affinity_keeps_the_label_and_a_strong_pair_sprea
     plain = cam_labels(images, F.interpolate(F.interpolate(cams, size=(2, 2), mode="bilinear", align_corners=False),
                                              size=(8, 8), mode="bilinear", align_corners=False), tags, refiner=None)
     walked = walk_labels(images, cams, tags, eye, (2, 2), radius=1, refiner=None)
-    assert torch.equal(walked, plain)
+    assert torch.equal(walked, plain)                               # a scale of the softmax keeps its argmax
     full = torch.ones(1, 4, 4)                                      # every pair equally affine: one mean score
     spread = walk_labels(images, cams, tags, full, (2, 2), radius=1, refiner=None)
     assert (spread == spread[0, 0, 0]).all()
@@ -127,10 +187,12 @@ def test_afa_switches_to_the_walked_label_and_rejects_unknown_refiners(tiny_benc
     assert not model.walking(2) and model.walking(3)
     calls = []
     original = model.labels
-    model.labels = lambda *a: calls.append(a[-1] is not None) or original(*a)
+    model.labels = lambda *a: calls.append(a[-1]) or original(*a)
     model(batch, step=2)
     model(batch, step=3)
-    assert calls == [False, True]                                   # the walk gets this step's forward (affinity)
+    assert calls == [False, True]                                   # the walk starts at walk_from
+    cams, affinity, size = model.cams(batch["image"], batch["labels"], with_affinity=True)
+    assert size == (9, 9) and affinity.shape == (2, 81, 81)         # the 1.5x pass: 72 px / 8 (AFA's code)
     with pytest.raises(ValueError, match="refiner='crf'"):
         AFA("mit-tiny", ds.num_classes, refiner="crf")
 

@@ -83,5 +83,5 @@ def test_dry_run_prints_the_plan_and_refuses_unknown_notebooks(capsys):
 
 def test_rml_steps_under_bfloat16_autocast():
     """What a GPU run does (train() autocasts to bfloat16 on CUDA), tried with the CPU's bfloat16 autocast: RML's
-    mutual-information estimate (gaussian_mi) once turned nan there; it now computes in float32."""
+    mutual-information estimate once turned nan there; the estimators now compute in float32."""
     shapes.shape_check("rml", "smoke", amp=True, only="RML [")

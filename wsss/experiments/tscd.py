@@ -163,3 +163,59 @@ def label_work_breakdown(model: TSCD, batch: dict, *, repeats: int = 5) -> dict:
 
     ms["L_reg (dense-CRF energy), forward and backward"], _ = timed(reg)
     return ms
+
+
+PAPER_CROP = 512                      # TSCD's (and AFA's) training crop; L_reg runs at half of it
+
+
+def reg_weight_conversion(image_px: int, *, crop_px: int | None = None, paper_px: int = PAPER_CROP, images: int = 16,
+                          seed: int = 0) -> dict:
+    """The weight of L_reg per pixel at our size, measured (the derivation printed beside Eq. (13)).
+
+    The public code adds 1e-7 x E, E the dense-CRF energy summed over the pixels of the half-resolution
+    512 px crop (256 x 256) and divided by the batch; our :func:`wsss.refine.crf.dense_crf_loss` with
+    ``reduction="mean"`` is the energy per pixel e. With sigma_xy scaled to the image (100 px of a ~500 px
+    photo -> ``pixels(100, size)``), a pixel's kernel reaches the same fraction of the image at both sizes,
+    i.e. a number of pixels that grows with the pixel count, and so does e. The same loss value for the same
+    segmentation therefore needs
+
+        w = 1e-7 x 256^2 x e_paper / e_ours,
+
+    not 1e-7 x 256^2 alone (which converts the pixel count only). e is measured, not assumed: the mean per-pixel
+    energy of the true masks (one-hot) of the same ``images`` benchmark scenes, rendered at ``paper_px`` and
+    downscaled (area average; masks nearest) to ``crop_px`` (our training crop, default ``image_px``), each
+    size with its own scaled sigma_xy, sigma_rgb 15, at half resolution, lattice kernel, as in training (one
+    scene's energy varies 10x with its colours, so both sizes must see the same scenes). Returns {"e_paper",
+    "e_ours", "ratio", "weight", "naive_weight", "sigma_paper", "sigma_ours", "paper_px", "crop_px", "images"}."""
+    from ..data.synthetic import PROFILES, render_image
+    from ..methods.tscd import REG_SIGMA_XY
+    from ..profiles import pixels
+
+    crop_px = int(crop_px or image_px)
+    if images < 1:
+        raise ValueError(f"images={images} must be at least 1")
+    if not 8 <= crop_px <= paper_px:
+        raise ValueError(f"crop_px={crop_px} must lie between 8 and paper_px={paper_px}")
+    base = PROFILES["quick"]
+    profile = type(base)(image_size=paper_px, n_train=1, n_val=1, min_radius=base.min_radius, max_radius=base.max_radius)
+    sigma_paper, sigma_ours = pixels(REG_SIGMA_XY, paper_px), pixels(REG_SIGMA_XY, crop_px)
+    rng = np.random.default_rng(seed)
+    e_paper = e_ours = 0.0
+    for _ in range(images):
+        image, mask, _, _ = render_image(rng, profile)
+        img = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+        lab = torch.from_numpy(mask.astype(np.int64))[None, None].float()
+        for size, sigma in ((paper_px, sigma_paper), (crop_px, sigma_ours)):
+            im = img if size == paper_px else torch.nn.functional.interpolate(img, size=(size, size), mode="area")
+            lb = lab if size == paper_px else torch.nn.functional.interpolate(lab, size=(size, size), mode="nearest")
+            probs = torch.nn.functional.one_hot(lb[0, 0].long(), int(mask.max()) + 1).permute(2, 0, 1)[None].float()
+            e = dense_crf_loss(im.round().clamp(0, 255).permute(0, 2, 3, 1), probs, sigma_xy=sigma,
+                               sigma_rgb=REG_SIGMA_RGB, scale=REG_SCALE, reduction="mean").item()
+            if size == paper_px:
+                e_paper += e / images
+            else:
+                e_ours += e / images
+    naive = 1e-7 * (paper_px * REG_SCALE) ** 2
+    return {"e_paper": e_paper, "e_ours": e_ours, "ratio": e_paper / e_ours, "weight": naive * e_paper / e_ours,
+            "naive_weight": naive, "sigma_paper": sigma_paper, "sigma_ours": sigma_ours, "paper_px": paper_px,
+            "crop_px": crop_px, "images": images}

@@ -30,7 +30,7 @@ from ..losses import multilabel_soft_margin, split_ce
 from ..models import build_backbone
 from ..models.heads import SegFormerHead
 from ..ops import present_classes, rescaled_view
-from ..refine.affinity import downsample_labels, random_walk, window_mask, window_pair_labels
+from ..refine.affinity import downsample_labels, window_mask, window_pair_labels
 from ..refine.par import DILATIONS, KERNELS, refine
 from ..train import ReusableLabels
 
@@ -93,27 +93,43 @@ class AFANet(nn.Module):
 
 
 @torch.no_grad()
-def afa_cam(net: AFANet, images: torch.Tensor, tags: torch.Tensor, scales: Sequence[float] = CAM_SCALES) -> torch.Tensor:
+def afa_cam(net: AFANet, images: torch.Tensor, tags: torch.Tensor, scales: Sequence[float] = CAM_SCALES, *,
+            with_affinity: bool = False):
     """AFA's CAM for the labels (a separate no-grad pass): at each scale the ReLU'd CAM of the image and of
     its flip, their element-wise max, resized to the input; summed over the scales; each channel min-max
-    normalised; zero for untagged classes. images uint8 (B, 3, H, W); tags (B, K). Returns (B, K, H, W)."""
+    normalised; zero for untagged classes. images uint8 (B, 3, H, W); tags (B, K). Returns (B, K, H, W).
+
+    ``with_affinity``: also return the learnt affinity of the largest scale's pass (its unflipped half,
+    (B, N, N)) and that pass's map size (h, w): AFA's ``multi_scale_cam_with_aff_mat`` (utils/camutils.py)
+    keeps ``aff_mat[np.argmax(scales)]``, the 1.5x pass, for the walk of its labels."""
     size = images.shape[2:]
     total = 0.0
+    largest = max(scales)
+    affinity = map_size = None
     for s in scales:
         x = images if s == 1.0 else rescaled_view(images, s)
-        cam = F.relu(net(torch.cat([x, x.flip(-1)]), with_attn=False, with_seg=False)["cam"].float())   # no decoder
-        cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+        keep = with_affinity and s == largest
+        out = net(torch.cat([x, x.flip(-1)]), with_attn=keep, with_seg=False)            # no decoder
+        if keep:
+            if "affinity" not in out:
+                raise ValueError("with_affinity=True needs a backbone with attention (MiT); this one has none")
+            affinity, map_size = out["affinity"][: len(x)].float(), tuple(out["cam"].shape[2:])
+        cam = F.interpolate(F.relu(out["cam"].float()), size=size, mode="bilinear", align_corners=False)
         total = total + torch.maximum(cam[: len(x)], cam[len(x):].flip(-1))
     tagged = tags[:, :, None, None].float()
-    return min_max_normalize(total * tagged) * tagged
+    cams = min_max_normalize(total * tagged) * tagged
+    return (cams, affinity, map_size) if with_affinity else cams
 
 
 @torch.no_grad()
 def two_background_label(images: torch.Tensor, runs: Sequence[torch.Tensor], tags: torch.Tensor, *,
                          refiner: str | None = "par", dilations: Sequence[int] = DILATIONS, n_iter: int = PAR_ITERS,
-                         valid: torch.Tensor | None = None, kernel_args: dict | None = None) -> torch.Tensor:
+                         valid: torch.Tensor | None = None, kernel_args: dict | None = None,
+                         probabilities: bool = False) -> torch.Tensor:
     """AFA's label from a high-background and a low-background run: each run's scores (B, K+1, H, W)
-    ([background; classes], at the image size) over background + tagged classes, softmaxed, refined by
+    ([background; classes], at the image size) over background + tagged classes, softmaxed (with
+    ``probabilities``: taken as they are, untagged classes set to 0 - the walked probabilities of
+    :func:`propagate`, which AFA's code hands to PAR without a second softmax), refined by
     ``refiner`` (a key of :data:`wsss.refine.par.KERNELS`: PAR in AFA, VARM in TSCD; None: not refined)
     at half resolution on the image in [0, 1]; the label is the argmax of the high run, 255 where the
     high run says background, 0 where both runs say background; 255 outside ``valid`` (the crop's image
@@ -128,7 +144,7 @@ def two_background_label(images: torch.Tensor, runs: Sequence[torch.Tensor], tag
         kernel = KERNELS[refiner](small, dilations, **(kernel_args or {}))     # once for both runs
     labels = []
     for scores in runs:
-        probs = scores.masked_fill(~present, float("-inf")).softmax(1)
+        probs = scores.masked_fill(~present, 0.0) if probabilities else scores.masked_fill(~present, float("-inf")).softmax(1)
         if refiner is not None:
             probs = F.interpolate(probs, size=half, mode="bilinear", align_corners=False)
             probs = refine(probs, small, refiner, dilations, n_iter, kernel=kernel)
@@ -159,27 +175,43 @@ def cam_labels(images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor, *, 
 @torch.no_grad()
 def walk_labels(images: torch.Tensor, cams: torch.Tensor, tags: torch.Tensor, affinity: torch.Tensor, map_size,
                 *, radius: int = AFF_RADIUS, high: float = BKG_HIGH, low: float = BKG_LOW, **refined) -> torch.Tensor:
-    """AFA's label after its switch (iteration 6000): the CAM with each constant background, brought to the
-    affinity's map (``map_size`` (h, w), bilinear), walked along the learnt affinity (B, N, N) kept inside
-    the square ``radius`` window (:func:`wsss.refine.affinity.random_walk`, beta 1, T squared once: our
-    reading of the public code's two-step propagation), resized to the image, then
-    :func:`two_background_label` (refined as before). Returns int64 (B, H, W)."""
-    present = present_classes(tags).float()
-    runs = [walk(_with_background(cams, score) * present, affinity, map_size, images.shape[2:], radius=radius)
+    """AFA's label after its switch (iteration 6000), as its training script builds it
+    (scripts/dist_train_voc.py, the ``propagte_aff_cam_with_bkg`` calls after ``multi_scale_cam_with_aff_mat``):
+    for each constant background (``low`` 0.35, ``high`` 0.55) :func:`propagate` the CAM along ``affinity``
+    (B, N, N), the learnt affinity of the 1.5x CAM pass (``afa_cam(..., with_affinity=True)``), on its map
+    ``map_size``, then :func:`two_background_label` of the walked probabilities (refined as before, no second
+    softmax). cams (B, K, H, W) in [0, 1]; ``refined``: refiner, dilations, n_iter, valid, kernel_args.
+    Returns int64 (B, H, W)."""
+    runs = [propagate(_with_background(cams, score), affinity, map_size, images.shape[2:], tags, radius=radius)
             for score in (high, low)]
-    return two_background_label(images, runs, tags, **refined)
+    return two_background_label(images, runs, tags, probabilities=True, **refined)
 
 
-def walk(scores: torch.Tensor, affinity: torch.Tensor, map_size, out_size, *, radius: int = AFF_RADIUS,
-         beta: float = 1.0, logt: int = 1) -> torch.Tensor:
-    """Scores (B, C, H, W) brought to the affinity's map (``map_size`` (h, w), bilinear), walked along the
-    affinity (B, N, N) (detached) kept inside the square ``radius`` window (:func:`wsss.refine.affinity.random_walk`:
-    A^beta element-wise, columns normalised, T squared ``logt`` times), resized to ``out_size``. AFA's labels
-    use beta 1 and T squared once; RML's prediction one step of the squared affinity (beta 2, logt 0)."""
+PROPAGATE_POWER, PROPAGATE_EPS = 2, 0.1       # AFA code: aff ** n_pow, n_pow = 2; columns / (sum + 1e-1)
+
+
+def propagate(scores: torch.Tensor, affinity: torch.Tensor, map_size, out_size, tags: torch.Tensor, *,
+              radius: int = AFF_RADIUS, power: float = PROPAGATE_POWER, eps: float = PROPAGATE_EPS) -> torch.Tensor:
+    """AFA's propagation of class scores along the learnt affinity (utils/camutils.py,
+    ``propagte_aff_cam_with_bkg``; RML's prediction, Sec. 3.6, walks the same way):
+
+    1. the scores [background; classes] (B, K+1, H, W) are resized to the affinity's map ``map_size`` (h, w)
+       (bilinear) and softmaxed over background + the image's tags (``tags`` (B, K)); other classes are 0;
+    2. the affinity (B, N, N), N = h w, detached, is kept inside the square ``radius`` window, raised to
+       ``power`` element-wise (2), and each column divided by its sum + ``eps`` (0.1, the code's "avoid nan");
+    3. **one** step: p'_j = sum_i p_i T_ij (``n_log_iter = 0``: T is not squared);
+    4. the result is resized to ``out_size`` (bilinear).
+
+    Returns (B, K+1, H', W'): non-negative, each pixel's sum <= 1 (< 1 by the eps), 0 for absent classes."""
     h, w = map_size
-    small = F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=False)
-    aff = affinity.detach().float() * window_mask(h, w, radius, affinity.device)
-    walked = random_walk(small, aff, beta=beta, logt=logt)
+    if affinity.shape[1:] != (h * w, h * w):
+        raise ValueError(f"affinity must be (B, N, N) with N = {h} x {w} = {h * w} (map_size), got {tuple(affinity.shape)}")
+    present = present_classes(tags)
+    small = F.interpolate(scores.float(), size=(h, w), mode="bilinear", align_corners=False)
+    probs = small.masked_fill(~present, float("-inf")).softmax(1)
+    trans = (affinity.detach().float() * window_mask(h, w, radius, affinity.device)).pow(power)
+    trans = trans / (trans.sum(1, keepdim=True) + eps)
+    walked = torch.bmm(probs.flatten(2), trans).reshape(probs.shape)
     return F.interpolate(walked, size=tuple(out_size), mode="bilinear", align_corners=False)
 
 
@@ -198,7 +230,8 @@ class AFA(ReusableLabels, nn.Module):
     on the pseudo label (:func:`cam_labels` of :func:`afa_cam`, refined by ``refiner``, 255 outside the
     crop's image box, the batch's "valid") and L_aff = :func:`affinity_loss` on the label's pairs at the
     attention's resolution (nearest) within ``radius``. From iteration ``walk_from`` (AFA: 6000 of 20k;
-    None: never) the label is :func:`walk_labels`, the CAM walked along this step's affinity (detached).
+    None: never) the label is :func:`walk_labels`, the CAM walked one step along the affinity of the 1.5x CAM
+    pass (:func:`propagate`, detached).
     ``kernel_args``: {refiner name: keyword arguments of its kernel}, e.g. {"varm": {"alpha": 4, "beta": 0.01}}.
     With ``timing_network_only`` the labels are reused.
     """
@@ -218,24 +251,24 @@ class AFA(ReusableLabels, nn.Module):
         self.refiner, self.walk_from = refiner, walk_from
         self.kernel_args = dict(kernel_args or {})           # refiner name -> its kernel's keyword arguments
 
-    def cams(self, images: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+    def cams(self, images: torch.Tensor, tags: torch.Tensor, with_affinity: bool = False):
         """:func:`afa_cam` of the batch, in eval mode (no gradient; a separate pass)."""
         was = self.training
         self.net.eval()
-        cams = afa_cam(self.net, images, tags, self.cam_scales)
+        cams = afa_cam(self.net, images, tags, self.cam_scales, with_affinity=with_affinity)
         self.net.train(was)
         return cams
 
     def labels(self, images: torch.Tensor, tags: torch.Tensor, valid: torch.Tensor | None,
-               out: dict | None = None) -> torch.Tensor:
-        """The batch's pseudo label: :func:`cam_labels`, or :func:`walk_labels` when ``out`` (this step's
-        forward, with its affinity) is given."""
+               walk: bool = False) -> torch.Tensor:
+        """The batch's pseudo label: :func:`cam_labels`, or with ``walk`` :func:`walk_labels` (the CAM walked
+        along the affinity of the 1.5x CAM pass, as AFA's code)."""
         refined = dict(refiner=self.refiner, dilations=self.dilations, valid=valid,
                        kernel_args=self.kernel_args.get(self.refiner))
-        if out is None:
+        if not walk:
             return cam_labels(images, self.cams(images, tags), tags, **refined)
-        return walk_labels(images, self.cams(images, tags), tags, out["affinity"], out["cam"].shape[2:],
-                           radius=self.radius, **refined)
+        cams, affinity, map_size = self.cams(images, tags, with_affinity=True)
+        return walk_labels(images, cams, tags, affinity, map_size, radius=self.radius, **refined)
 
     def walking(self, step: int) -> bool:
         return self.walk_from is not None and step >= self.walk_from and self.net.has_attention
@@ -246,7 +279,7 @@ class AFA(ReusableLabels, nn.Module):
         l_cls = multilabel_soft_margin(out["logits"], tags)
         if step < self.cls_only:
             return {"loss": l_cls, "cls": l_cls.detach()}
-        label = self.step_labels(self.labels, images, tags, batch.get("valid"), out if self.walking(step) else None)
+        label = self.step_labels(self.labels, images, tags, batch.get("valid"), self.walking(step))
         seg = F.interpolate(out["seg"], size=label.shape[1:], mode="bilinear", align_corners=False)
         l_seg = 0.5 * split_ce(seg, label)
         l_aff = self.aux_loss(out, label)

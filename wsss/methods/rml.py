@@ -1,6 +1,6 @@
 """RML: "Representation Mutual Learning for End-to-End Weakly-Supervised Semantic Segmentation", built on AFA
-(:mod:`.afa`). Groundwork: the three strategies' losses, the mutual-information estimator, the decoder-free
-prediction and the training step; the driver and notebooks/rml.ipynb are still to come.
+(:mod:`.afa`): the three strategies' losses, the mutual-information estimators, the decoder-free prediction and
+the training step (notebooks/rml.ipynb runs them).
 
 RML drops AFA's segmentation decoder. The image I and its downscaled view A(I) (0.3x, :func:`wsss.ops.rescaled_view`)
 go through the same network (N and N', shared weights), and three kinds of representation learn from each other:
@@ -17,7 +17,7 @@ The prediction (Sec. 3.6) is the multi-scale CAM walked one step along the learn
 Our readings, stated where they are used: the paper's prototype ("average-pooled CAM") is one number per class,
 whose cosine is a constant; we take a vector prototype, the CAM-weighted mean of the last-stage features. Eq. (12)
 as printed is identically zero; we implement Eq. (10) + (11) without their conditional terms. Mutual information
-is estimated by :func:`gaussian_mi` (justified there). The public code leaves the fusion module out of its
+is estimated one channel at a time (:func:`matched_gaussian_mi`, :func:`class_gaussian_mi`; justified there). The public code leaves the fusion module out of its
 optimiser; ours trains it.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..data.folder import IGNORE
 from ..losses import equivariance_l1, multilabel_soft_margin
 from ..ops import present_classes, rescaled_view
-from .afa import AFA, _with_background, afa_cam, walk
+from .afa import AFA, _with_background, afa_cam, propagate
 
 ALPHA, BETA1, BETA2 = 0.1, 100.0, 100.0      # Eq. (4), (8), (14)
 RML_WEIGHT = 0.1                              # Eq. (16): L_cls + 0.1 (CIML + MFML + APML)
@@ -40,28 +40,56 @@ PREDICT_BKG = 0.35
 MI_SAMPLES = 4096                             # pixels drawn for one mutual-information estimate
 
 
-def gaussian_mi(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Mutual information I(X; Y) in nats of samples x (N, Dx) and y (N, Dy), under a joint Gaussian:
-    0.5 (log det S_x + log det S_y - log det S_xy), S the sample covariances (each variable standardised, eps on
-    the diagonal).
+RHO2_MAX = 1 - 1e-6                           # |rho| below 1: at most 6.9 nats per channel
 
-    Why this estimator: it is closed-form and differentiable, exact for jointly Gaussian variables (tested on them),
-    has no critic network of its own to train beside the model (MINE, InfoNCE, the DIM estimator the paper cites
-    need one, and their bounds are loose or biased at our batch sizes), and is invariant to a linear map of either
-    side. It measures the linear (second-order) dependence only: for non-Gaussian variables it is the information
-    a Gaussian with the same covariance would carry."""
-    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must be (N, Dx) and (N, Dy) with the same N, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if x.shape[0] < 2:
-        raise ValueError("gaussian_mi needs at least two samples")
-    # in float32 even under bfloat16 autocast (train() on CUDA): a bfloat16 covariance of standardised samples is
-    # near-singular and its log-determinant nan
+
+def _standardised(z: torch.Tensor) -> torch.Tensor:
+    """Columns of (N, D) samples to zero mean and unit variance (a constant column stays 0)."""
+    z = z - z.mean(0)
+    return z / (z.pow(2).mean(0).sqrt() + 1e-6)
+
+
+def matched_gaussian_mi(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mutual information in nats between matched channels, averaged over the channels: samples x and y
+    (N, D), channel k of x paired with channel k of y, each pair read as a Gaussian pair:
+    (1/D) sum_k -1/2 log(1 - rho_k^2), rho_k the sample correlation of x[:, k] and y[:, k].
+
+    Why this estimator (and not the joint Gaussian MI of all D channels at once, which the first version used):
+    the joint estimate needs a D x D covariance of full rank, i.e. many more samples than 2D; at quick MFML
+    has 72 samples (3 x 3 positions x 8 images) of 256 + 256 dimensions, so the covariance is singular and the
+    value is set by the diagonal jitter - on independent noise it returned 141 nats, where the truth is 0,
+    and the loss could only be lowered by collapsing the features. One correlation per channel needs only
+    N > 2: on independent noise its expectation is about -1/2 log(1 - 1/N) ~ 1/(2N) (0.007 nats at N = 72).
+    It is exact for jointly Gaussian pairs (tested), differentiable, needs no critic network (MINE, InfoNCE
+    and the DIM estimator the paper cites do), and is invariant to the scale of either side. The public code
+    also compares matched channels (its KL between the two views' channel distributions). It ignores the
+    dependence between different channels: the information of the matched pairs only. Computed in float32,
+    also under bfloat16 autocast (train() on CUDA). Returns a 0-d tensor."""
+    if x.ndim != 2 or y.ndim != 2 or x.shape != y.shape:
+        raise ValueError(f"x and y must be (N, D) of the same shape (matched channels), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape[0] < 3:
+        raise ValueError(f"matched_gaussian_mi needs at least three samples, got {x.shape[0]}")
     with torch.autocast(device_type=x.device.type, enabled=False):
-        z = torch.cat([x, y], 1).float()
-        z = (z - z.mean(0)) / (z.std(0) + 1e-6)
-        cov = z.T @ z / (z.shape[0] - 1) + eps * torch.eye(z.shape[1], device=z.device)
-        dx = x.shape[1]
-        return 0.5 * (torch.logdet(cov[:dx, :dx]) + torch.logdet(cov[dx:, dx:]) - torch.logdet(cov))
+        rho = (_standardised(x.float()) * _standardised(y.float())).mean(0)
+        return (-0.5 * torch.log1p(-rho.pow(2).clamp(max=RHO2_MAX))).mean()
+
+
+def class_gaussian_mi(labels: torch.Tensor, x: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Mutual information in nats between a class label y and each channel of x, averaged over the channels:
+    labels int64 (N,) in [0, num_classes), x (N, D): (1/D) sum_k -1/2 log(1 - eta_k^2), eta_k^2 the share of
+    channel k's variance explained by the class means (the correlation ratio). This is the joint Gaussian MI
+    of x[:, k] and the one-hot y (the best linear fit of x_k on one-hot y is its class mean, so R^2 = eta^2):
+    the same Gaussian reading as :func:`matched_gaussian_mi`, one channel at a time, well conditioned with
+    N > num_classes samples (bias about (C - 1) / (2N) on independent data). float32. Returns a 0-d tensor."""
+    if labels.ndim != 1 or x.ndim != 2 or labels.shape[0] != x.shape[0]:
+        raise ValueError(f"labels (N,) and x (N, D) must share N, got {tuple(labels.shape)} and {tuple(x.shape)}")
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        z = _standardised(x.float())                                               # unit variance per channel
+        onehot = F.one_hot(labels, num_classes).float()                            # (N, C)
+        counts = onehot.sum(0)                                                     # (C,)
+        means = (onehot.T @ z) / counts.clamp_min(1)[:, None]                      # class means (C, D)
+        eta2 = (counts[:, None] * means.pow(2)).sum(0) / z.shape[0]                # between-class share of variance
+        return (-0.5 * torch.log1p(-eta2.clamp(max=RHO2_MAX))).mean()
 
 
 def _pixels(maps: torch.Tensor) -> torch.Tensor:
@@ -116,13 +144,13 @@ class ContextFusion(nn.Module):
 
 def mfml_loss(context: torch.Tensor, context_view: torch.Tensor, beta1: float = BETA1, samples: int = MI_SAMPLES) -> torch.Tensor:
     """Eq. (8) of RML: L_MFML = ||A(R_c) - R'_c||_1 + beta1 I(A(R_c); R'_c), the image's context resized to the
-    view's map (as the equivariance), the mutual information over the positions (:func:`gaussian_mi`,
-    at most ``samples`` positions). context (B, D, h, w); context_view (B, D, h', w')."""
+    view's map (as the equivariance), the mutual information over the positions between matched channels
+    (:func:`matched_gaussian_mi`, at most ``samples`` positions). context (B, D, h, w); context_view (B, D, h', w')."""
     resized = F.interpolate(context, size=context_view.shape[2:], mode="bilinear", align_corners=False)
     a, b = _pixels(resized), _pixels(context_view)
     pick = _draw(a.shape[0], samples, a.device)
     # $\|R_c - R'_c\|_1 + \beta_1 I(R_c; R'_c)$
-    return (resized - context_view).abs().mean() + beta1 * gaussian_mi(a[pick], b[pick])
+    return (resized - context_view).abs().mean() + beta1 * matched_gaussian_mi(a[pick], b[pick])
 
 
 def affinity_representation(attn: torch.Tensor, map_size) -> torch.Tensor:
@@ -132,24 +160,38 @@ def affinity_representation(attn: torch.Tensor, map_size) -> torch.Tensor:
     return attn.mean(1).transpose(1, 2).reshape(b, n, *map_size)
 
 
+def key_resized(rep: torch.Tensor, key_size) -> torch.Tensor:
+    """R_a's channels are key positions of the attention's map: (B, N, h, w) with N = h_k w_k, the key grid
+    taken as the query grid (h, w) (self-attention); the key axis resized (bilinear) to ``key_size`` (h', w'),
+    so that channel k means the same place as channel k of the view's R'_a: (B, h' w', h, w). This is the
+    transform A applied to the key side, the matching :func:`pixel_mi_loss` needs."""
+    b, n, h, w = rep.shape
+    keys = rep.permute(0, 2, 3, 1).reshape(b * h * w, 1, h, w)
+    keys = F.interpolate(keys, size=tuple(key_size), mode="bilinear", align_corners=False)
+    return keys.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+
+
 def pixel_mi_loss(rep: torch.Tensor, rep_view: torch.Tensor, label: torch.Tensor, num_classes: int,
                   samples: int = MI_SAMPLES) -> torch.Tensor:
     """APML's L_mi, our reading of Eq. (10)-(12): the printed Eq. (12) cancels to zero, so we minimise
     -[I(y; R_a) - I(R_a; R'_a)] - [I(y; R'_a) - I(R'_a; R_a)] (Eq. 10 and 11 without their conditional terms).
-    rep (B, N, h, w), rep_view (B, N', h', w'): :func:`affinity_representation` of the two views, resized
-    (bilinear) to the label's size; label (B, H, W), y one-hot over ``num_classes``, 255 left out; the
-    estimates over at most ``samples`` labelled pixels (:func:`gaussian_mi`)."""
+    rep (B, N, h, w), rep_view (B, N', h', w'): :func:`affinity_representation` of the two views; the image's
+    key axis brought to the view's key grid (:func:`key_resized`), both resized (bilinear) to the label's size;
+    label (B, H, W), 255 left out; I(y; .) by :func:`class_gaussian_mi`, I(R_a; R'_a) by
+    :func:`matched_gaussian_mi` (matched key positions), over at most ``samples`` labelled pixels."""
     size = label.shape[1:]
+    rep = key_resized(rep, rep_view.shape[2:])
     r = _pixels(F.interpolate(rep, size=size, mode="bilinear", align_corners=False))
     r_view = _pixels(F.interpolate(rep_view, size=size, mode="bilinear", align_corners=False))
     flat = label.reshape(-1)
     keep = (flat != IGNORE).nonzero().flatten()
-    if keep.numel() < 2:
+    if keep.numel() < 3:
         return rep.sum() * 0.0
     keep = keep[_draw(keep.numel(), samples, keep.device)]
-    y = F.one_hot(flat[keep], num_classes).float()
+    y = flat[keep]
     r, r_view = r[keep], r_view[keep]
-    i_y_r, i_y_rv, i_r_rv = gaussian_mi(y, r), gaussian_mi(y, r_view), gaussian_mi(r, r_view)
+    i_y_r, i_y_rv = class_gaussian_mi(y, r, num_classes), class_gaussian_mi(y, r_view, num_classes)
+    i_r_rv = matched_gaussian_mi(r, r_view)
     # $-(I(y;R_a) - I(R_a;R'_a)) - (I(y;R'_a) - I(R'_a;R_a))$
     return -(i_y_r - i_r_rv) - (i_y_rv - i_r_rv)
 
@@ -157,17 +199,19 @@ def pixel_mi_loss(rep: torch.Tensor, rep_view: torch.Tensor, label: torch.Tensor
 @torch.no_grad()
 def rml_scores(net, images: torch.Tensor, *, scales: Sequence[float] = PREDICT_SCALES, radius: int = 8,
                bkg: float = PREDICT_BKG, tags: torch.Tensor | None = None) -> torch.Tensor:
-    """RML's decoder-free class scores (Sec. 3.6): the multi-scale CAM (:func:`wsss.methods.afa.afa_cam`, scales
-    0.5, 1, 1.5) of the present classes with a constant background ``bkg``, walked one step along the learnt
-    affinity (squared element-wise, inside the radius window, columns normalised: :func:`wsss.methods.afa.walk`),
-    absent classes 0. The present classes are the classifier's prediction (sigmoid > 0.5) unless ``tags``
-    (B, K) are given (the public code uses the ground-truth tags at validation). images uint8 (B, 3, H, W).
-    Returns (B, K+1, H, W), non-negative."""
+    """RML's decoder-free class scores (Sec. 3.6: "the CAM walked along the learnt affinity"): the multi-scale
+    CAM (:func:`wsss.methods.afa.afa_cam`, scales 0.5, 1, 1.5) with a constant background ``bkg`` (0.35), walked
+    by AFA's propagation (:func:`wsss.methods.afa.propagate`: softmax over background + the present classes,
+    the affinity of the image's own 1x pass squared element-wise inside the radius window, columns / (sum +
+    0.1), one step), as AFA's validation does (``propagte_aff_cam_with_bkg(..., bkg_score=0.35)`` on the
+    forward pass's ``attn_pred``). The present classes are the classifier's prediction (sigmoid > 0.5) unless
+    ``tags`` (B, K) are given (the public code uses the ground-truth tags at validation). images uint8
+    (B, 3, H, W). Returns (B, K+1, H, W), non-negative, 0 for absent classes."""
     out = net(images, with_attn=True)
     present = (out["logits"].sigmoid() > 0.5).float() if tags is None else tags.float()
     cams = afa_cam(net, images, present, scales)
-    scores = _with_background(cams, bkg) * present_classes(present).float()
-    return walk(scores, out["affinity"], out["cam"].shape[2:], images.shape[2:], radius=radius, beta=2.0, logt=0)
+    return propagate(_with_background(cams, bkg), out["affinity"], out["cam"].shape[2:], images.shape[2:], present,
+                     radius=radius)
 
 
 def rml_predict(net, images: torch.Tensor, **kw) -> torch.Tensor:
