@@ -75,18 +75,18 @@ params
 # | images, crop | VOC photos (~500x375), crop 448 | 64 px images, crop 56, random scale 0.7-1.3 |
 # | maps (losses, DD-Nets, decisions) | 112 x 112 (stride 4) | 14 x 14 (stride 4) |
 # | start | ImageNet, then PSA's classifier trained on the VOC tags | the stand-in backbone (the miniature's ImageNet, `wsss/models/standins.py`), then a tag classifier trained here for 800 iterations |
-# | PSA | released weights: CAM scales 1, 0.5, 1.5, 2 + flip; AffinityNet radius 5; walk beta 8, logt 8, background^16 | trained here: the same CAM and walk settings; AffinityNet 300 iterations (AdamW) |
+# | PSA | released weights: CAM scales 1, 0.5, 1.5, 2 + flip; AffinityNet radius 5 on a 56 x 56 map; walk beta 8, 2^8 steps, background^16; dense CRF on the walk's map | trained here: the same CAM settings, beta and background; radius and steps scaled to our 7 x 7 map (printed below); AffinityNet 300 iterations (AdamW); the same CRF |
 # | static stage | batch 16, 10 epochs | batch 16, 2 epochs (100 iterations) |
-# | dynamic stage | batch 8, 30 epochs | batch 8, 6 epochs (600 iterations); Table A-1's runs 3 epochs (300) |
+# | dynamic stage | batch 8, 30 epochs | batch 8, 6 epochs (600 iterations); Table A-1's runs the same (printed below) |
 # | optimizer | SGD, lr 1e-3, cosine ramp-down, weight decay 2e-4, new layers x10, BatchNorm frozen | the same |
 # | test | scales 0.5, 0.75, 1, 1.25, 1.5 + flip, dense CRF 10 iterations | the same |
 #
-# Spatial kernel widths of the CRFs (`sxy`) are given in pixels of ~500 px photos and scaled by the
-# image size over 500 (`wsss.profiles.pixels`); the in-loop CRF of the dynamic stage runs on the maps,
-# so its widths keep their share of the paper's 112 px map (`wsss.experiments.ssdd.loop_kernels`).
-# PSA's random walk keeps the paper's settings: on our 8 x 8 maps (1/8 of a 64 px image), its 256 steps
-# within radius 5 spread much further, relative to the map, than on PSA's 56 x 56 maps. Section 3 shows
-# what this does to PSA's masks.
+# Spatial kernel widths of the CRFs (`sxy`, the Gaussian's 3 px and the bilateral's 80 px) are given in pixels
+# of ~500 px photos and scaled by the image size over 500 (`wsss.profiles.pixels`, at least 1 px); the in-loop
+# CRF of the dynamic stage runs on the maps, so its widths keep their share of the paper's 112 px map
+# (`wsss.experiments.ssdd.loop_kernels`). PSA's pair radius keeps its share of the map (at least 2, the smallest
+# that pairs pixels) and its walk's number of steps keeps the walk's reach, sqrt(t) x radius / map
+# (`wsss.methods.psa.scaled_walk`; the next cell prints both).
 
 # %%
 import json
@@ -109,7 +109,7 @@ from wsss.methods.baselines import MaskSupervised
 from wsss.methods.psa import PSA, psa_probs
 from wsss.methods.ssdd import SSDD
 from wsss.notebook import (Stopwatch, scratch_folder, default_workers, floor_miou, head_dilation, miou_record, open_data,
-                           output_dirs, profile_settings, scaled_bilateral, show_source, write_results)
+                           output_dirs, pixels, profile_settings, scaled_bilateral, show_source, write_results)
 from wsss.records import VERDICTS, Verdicts, central_std, format_miou, headroom, headroom_line
 from wsss.train import resolve_device, seed_everything, steps_for_epochs
 
@@ -120,7 +120,8 @@ WORKERS = workers or default_workers(dev.type, profile)
 SEEDS = [seed + k for k in range(SETTINGS["seeds"])]
 image_px, crop = SETTINGS["image_px"], SETTINGS["crop"]
 MAP_PX = crop // 4                                            # the stage's maps: stride 4 of the crop
-CRF_GAUSSIAN = ssdd_runs.PSA_GAUSSIAN                          # (sxy 3, w_g 3): PSA's Gaussian kernel
+CRF_GAUSSIAN = (pixels(ssdd_runs.PSA_GAUSSIAN[0], image_px), ssdd_runs.PSA_GAUSSIAN[1])   # (sxy 3 at ~500 px, w_g 3)
+WALK = psa.scaled_walk(crop)                                  # PSA's radius 5 and 2^8 steps, scaled to our map
 CRF_BILATERAL = scaled_bilateral(ssdd_runs.PSA_BILATERAL, image_px)   # (sxy 80 at ~500 px, srgb 13, w_rgb 10)
 LOOP_GAUSSIAN, LOOP_BILATERAL = ssdd_runs.loop_kernels(MAP_PX)
 MODEL = dict(backbone=SETTINGS["backbone"], pretrained=None, mid=SETTINGS["head_channels"], dd_width=SETTINGS["dd_width"],
@@ -132,6 +133,9 @@ results_dir, figures_dir = output_dirs(out_dir, "ssdd", profile)
 seed_everything(seed)
 print(f"device: {dev}, runs at once: {WORKERS}; seeds {SEEDS}; maps {MAP_PX} px; CRF (test, seed): Gaussian {CRF_GAUSSIAN}, "
       f"bilateral {CRF_BILATERAL}; in-loop CRF: Gaussian {LOOP_GAUSSIAN}, bilateral {LOOP_BILATERAL}")
+print(f"PSA's walk: radius {WALK['radius']} on a {WALK['map']:.0f} x {WALK['map']:.0f} map (paper 5 on {WALK['paper_map']:.0f} x "
+      f"{WALK['paper_map']:.0f}), 2^{WALK['logt']} steps (paper 2^8): reach sqrt(t) x radius / map {WALK['reach']:.2f} "
+      f"(paper {WALK['paper_reach']:.2f})")
 
 # %%
 root, train_set, val_set = open_data(dataset, data_root, profile, seed)     # no transform: seeds are made on whole images
@@ -247,15 +251,16 @@ with torch.no_grad():
     for batch in torch.utils.data.DataLoader(train_set, batch_size=eval_batch, collate_fn=collate):
         images, tags = batch["image"].to(dev), batch["labels"].to(dev)
         cams = multiscale_cam(classifier.net, images, tags, scales=SETTINGS["cam_scales"])
-        for name, m in zip(batch["name"], confident_labels(images, cams, gaussian=CRF_GAUSSIAN, bilateral=CRF_BILATERAL).cpu().numpy()):
+        conf = confident_labels(images, cams, gaussian=CRF_GAUSSIAN, bilateral=CRF_BILATERAL, tags=tags)   # tags only, as PSA's code
+        for name, m in zip(batch["name"], conf.cpu().numpy()):
             confident[name] = m.astype(np.uint8)
 aff_file = str(workdir / "affinitynet.pt")
 aff_run = ssdd_runs.train_affinity(base=train_set, labels=confident, crop=crop, backbone=SETTINGS["backbone"],
                                    init_backbone=ssdd_runs.backbone_state(cls_file, workdir / "backbone.pt"),
-                                   dims=SETTINGS["aff_dims"], seed=seed, save_to=aff_file,
+                                   dims=SETTINGS["aff_dims"], seed=seed, save_to=aff_file, radius=WALK["radius"],
                                    train_cfg=dict(steps=SETTINGS["aff_steps"], batch_size=SETTINGS["aff_batch"], lr=1e-3,
                                                   optimizer="adamw", weight_decay=1e-4, device=str(dev), log_every=10))
-affnet = PSA(SETTINGS["backbone"], C, dims=SETTINGS["aff_dims"])
+affnet = PSA(SETTINGS["backbone"], C, dims=SETTINGS["aff_dims"], radius=WALK["radius"])
 affnet.load_state_dict(torch.load(aff_file, map_location="cpu", weights_only=True))
 affnet = affnet.aff.to(dev).eval()
 conf_quality = ssdd_runs.masks_miou(confident, train_set, TRAIN_MASKS)
@@ -271,7 +276,7 @@ if (W_G, W_RGB) not in FIG6_POINTS:
     FIG6_POINTS.insert(0, (W_G, W_RGB))
 # m^K0 = PSA's map; m^A0 = its CRF with Gaussian compat w_g and bilateral compat w_rgb, for every Fig. 6 point
 knowledge, advice_by_point = ssdd_runs.psa_knowledge(
-    affnet, classifier.net, train_set, cam_scales=SETTINGS["cam_scales"], device=dev,
+    affnet, classifier.net, train_set, cam_scales=SETTINGS["cam_scales"], device=dev, radius=WALK["radius"], logt=WALK["logt"],
     crfs={(g, w): ((CRF_GAUSSIAN[0], g), (*CRF_BILATERAL[:2], w)) for g, w in FIG6_POINTS})
 advice = advice_by_point[(W_G, W_RGB)]
 cam_only = {}
@@ -285,6 +290,21 @@ with torch.no_grad():
 seed_quality = {"CAM, background^16 (no walk)": ssdd_runs.masks_miou(cam_only, train_set, TRAIN_MASKS),
                 "PSA: m^K0": ssdd_runs.masks_miou(knowledge, train_set, TRAIN_MASKS),
                 "PSA + CRF: m^A0": ssdd_runs.masks_miou(advice, train_set, TRAIN_MASKS)}
+
+
+def on_changed(masks: dict) -> float:
+    """Accuracy (%) of ``masks`` on the pixels where the CRF changed PSA's map (true mask known there)."""
+    right = total = 0
+    for n in knowledge:
+        truth = TRAIN_MASKS[n].numpy()
+        where = (advice[n] != knowledge[n]) & (truth != 255)
+        right, total = right + (masks[n][where] == truth[where]).sum(), total + where.sum()
+    return 100 * right / max(total, 1)
+
+
+changed_share = 100 * np.mean([(advice[n] != knowledge[n]).mean() for n in knowledge])
+print(f"the CRF changed {changed_share:.1f}% of PSA's pixels; on those pixels the CRF's label is right on {on_changed(advice):.1f}%, "
+      f"PSA's on {on_changed(knowledge):.1f}% (the rest: neither)")
 pd.DataFrame({k: {"train mIoU (%)": 100 * v["miou"]} for k, v in seed_quality.items()}).T.round(1)
 
 # %% [markdown]
@@ -319,14 +339,16 @@ print(f"{len(static_jobs)} static stages of {STATIC_STEPS} iterations in {static
       f"{hist[0]['base']:.3f} -> {hist[-1]['base']:.3f}, L_diff0 {hist[0]['diff0']:.3f} -> {hist[-1]['diff0']:.3f}, "
       f"images kept (not bad pairs) {100 * hist[-1]['kept']:.0f}%")
 print(f"the seed differs from PSA's map on {100 * changed:.1f}% of the pixels; where the CRF changed PSA's map, the seed took "
-      f"the CRF's label on {100 * took_advice:.1f}% of those pixels (image mean)")
+      f"the CRF's label on {100 * took_advice:.1f}% of those pixels (image mean) and is right on {on_changed(seed_d0):.1f}% of them")
 pd.DataFrame({k: {"train mIoU (%)": 100 * v["miou"]} for k, v in seed_quality.items()}).T.round(1)
 
 # %% [markdown]
 # **Fig. 7 of the paper, on our train images:** (a) the image, (b) PSA's mask $m^{K0}$, (c) DD-Net 0's
 # difference map of (b), $\sigma(d^K)$ (bright = "this mask differs here"), (d) the CRF mask $m^{A0}$,
-# (e) the difference map of (d), $\sigma(d^A)$, (f) the seed $m^{D0}$: the advice where
-# $\sigma(d^K) - \sigma(d^A) + bias \ge 0$, and (g) the ground truth.
+# (e) the difference map of (d), $\sigma(d^A)$, then the confidence $\sigma(d^K) - \sigma(d^A)$ (before the
+# bias; red: the knowledge looks like it differs more than the advice, the advice is likely taken), where the
+# CRF changed PSA's map whether the seed took its advice (green) or refused it (red), (f) the seed $m^{D0}$: the
+# advice where $\sigma(d^K) - \sigma(d^A) + bias \ge 0$, and (g) the ground truth.
 
 # %%
 shown_idx = list(range(min(6, len(train_set))))
@@ -343,10 +365,27 @@ with torch.no_grad():
                 for d in static_default.dd[0].pair(head, ssdd.nearest(mk, enc["low"].shape[2:]), ssdd.nearest(ma, enc["low"].shape[2:])))
 md0 = [torch.as_tensor(seed_d0[n]) for n in shown["name"]]
 gray = lambda d: np.repeat((d.numpy()[..., None] * 255).astype(np.uint8), 3, -1)  # noqa: E731
+cmap = plt.get_cmap("coolwarm")
+confidence = lambda k, a: (cmap(((k - a).numpy() + 1) / 2)[..., :3] * 255).astype(np.uint8)  # noqa: E731  -1 blue .. +1 red
+
+
+def verdict_map(k, a, seed):
+    """Where the CRF changed PSA's map: green where the seed took the advice, red where it kept the knowledge."""
+    out = np.zeros((*k.shape, 3), np.uint8)
+    changed = k != a
+    out[changed & (seed == a)] = (40, 200, 60)
+    out[changed & (seed == k)] = (230, 40, 40)
+    return out
+
+
 viz.image_grid([[viz.to_hwc(im) for im in shown["image"]], [viz.colorize(m) for m in mk.cpu()], [gray(d) for d in d_k],
-                [viz.colorize(m) for m in ma.cpu()], [gray(d) for d in d_a], [viz.colorize(m) for m in md0],
-                [viz.colorize(m) for m in shown["mask"]]],
-               ["(a) image", "(b) PSA m^K0", "(c) sigma(d^K)", "(d) CRF m^A0", "(e) sigma(d^A)", "(f) seed m^D0", "(g) ground truth"],
+                [viz.colorize(m) for m in ma.cpu()], [gray(d) for d in d_a],
+                [confidence(k, a) for k, a in zip(d_k, d_a)],
+                [verdict_map(k.numpy(), a.numpy(), s.numpy()) for k, a, s in zip(mk.cpu(), ma.cpu(), md0)],
+                [viz.colorize(m) for m in md0], [viz.colorize(m) for m in shown["mask"]]],
+               ["(a) image", "(b) PSA m^K0", "(c) sigma(d^K), black 0 - white 1", "(d) CRF m^A0", "(e) sigma(d^A), black 0 - white 1",
+                "sigma(d^K) - sigma(d^A): blue -1, white 0, red +1", "advice taken (green) / refused (red)", "(f) seed m^D0",
+                "(g) ground truth"],
                class_names=names, title="Knowledge, advice, their difference maps and the refined seed (static stage)",
                path=figures_dir / "ssdd_fig7.png");
 
@@ -354,14 +393,13 @@ viz.image_grid([[viz.to_hwc(im) for im in shown["image"]], [viz.colorize(m) for 
 # ## 5. Table 1 and Table A-1: the trainings
 #
 # Every row trains the same network with the dynamic stage's schedule, from the tag classifier's
-# weights, and differs in one switch: **PSA** learns PSA's map $m^{K0}$ alone (stage "fixed"),
-# **static SSDD** learns the seed $m^{D0}$ alone, **SSDD** is the dynamic stage on the seed. Table 1's
-# rows run over several seeds (the central comparison: PSA vs SSDD). Table A-1's points are dynamic
-# runs with one switch changed, from the same seed, first seed only; its default point is Table 1's
-# SSDD run of the first seed. (A profile may give Table A-1 shorter dynamic runs, `tableA1_epochs`; its
-# default point is then rerun at that length. `quick` does not: at half its length the dynamic stage is
-# still starting up - the DD-Nets are untrained and pass most of the advice - and a probe run fell from
-# 64 to 40 mIoU, so a shorter sweep would measure the start-up, not the switches.)
+# weights, and differs in one switch: **PSA** learns PSA's masks as PSA makes them, the random walk's map
+# refined by the dense CRF ($m^{A0}$; stage "fixed"), **static SSDD** learns the seed $m^{D0}$ alone, **SSDD**
+# is the dynamic stage on the seed. Table 1's rows run over several seeds (the central comparison: PSA vs
+# SSDD). One more row, **PSA, raw walk**, learns the walk's map $m^{K0}$ without the CRF (first seed only),
+# to show what the CRF gives the baseline. Table A-1's points are dynamic runs with one switch changed, from
+# the same seed, first seed only, as long as Table 1's runs; its default point is Table 1's SSDD run of the
+# first seed.
 #
 # The **ceiling** (first seed) is the same backbone, from the stand-in weights, with a segmentation head trained
 # by cross-entropy on the full train masks, with Table 1's schedule (crops, iterations, batch, SGD with the
@@ -382,8 +420,9 @@ def job(masks, stage, run_seed, **switches):
                 eval_batch=eval_batch)
 
 
-ROWS = {"PSA": (knowledge, "fixed"), "static SSDD": (seed_d0, "fixed"), "SSDD": (seed_d0, "dynamic")}
+ROWS = {"PSA": (advice, "fixed"), "static SSDD": (seed_d0, "fixed"), "SSDD": (seed_d0, "dynamic")}   # PSA: walk + CRF
 jobs = {f"{row} seed={s}": job(masks, stage, s) for s in SEEDS for row, (masks, stage) in ROWS.items()}
+jobs["PSA, raw walk"] = job(knowledge, "fixed", seed)                        # m^K0 without the CRF, one seed
 # the ceiling: "deeplab" is the head nearest SSDD's dilated-conv head (MaskSupervised has no PSA-style head)
 jobs["Ceiling (full masks)"] = {**job({n: m.numpy().astype(np.uint8) for n, m in TRAIN_MASKS.items()}, None, seed),
                                 "method": MaskSupervised, "init": None,
@@ -453,6 +492,7 @@ ROOM_T1 = {"static SSDD above PSA": headroom(FLOOR, t1_fractions["PSA"], CEILING
 print(headroom_line(HEADROOM))
 t1 = pd.DataFrame({row: {**{out: fmt(v[out]) for out in OUT}, "seeds": len(SEEDS), "paper (seg + CRF)": PAPER_T1[row] or "-"}
                    for row, v in t1_values.items()}).T
+t1.loc["PSA, raw walk (m^K0, no CRF)"] = {**{out: fmt([miou["PSA, raw walk"][out]]) for out in OUT}, "seeds": 1, "paper (seg + CRF)": "-"}
 display(t1)
 display(pd.DataFrame({f"{row} ({out})": dict(zip(SEEDS, t1_values[row][out])) for row in ROWS for out in OUT})
         .T.round(1).rename(columns=lambda s: f"seed {s}"))
@@ -480,7 +520,10 @@ print(V.line(V.pair("SSDD above static SSDD", t1_fractions["SSDD"], t1_fractions
 # ## 7. Table A-1: the dynamic stage's biases and mixing ratio
 #
 # One switch at a time, the others at their defaults ($b_{dd} = 0.4$, $b_{class} = 1$, $\alpha = 0.5$),
-# first seed only, every point with the same schedule (printed above). Below the figure, what each run
+# first seed only, every point with the same schedule (printed above). $\alpha$ mixes the sub head's two
+# targets (Eq. 14): we implement the paper's $m^{D0}$ and $m^{D1}$; the public code (`train_dssdd.py`) trains the
+# sub head on $0.5\,m^{D0} + 0.5\,m^{D2}$ with $\alpha$ fixed, so its $\alpha = 0$ would learn $m^{D2}$, the main
+# head's own target. Our $\alpha = 0$ point is the paper's, not the code's. Below the figure, what each run
 # did: its background and object IoU, how much its final labels $m^{D2}$ moved away from the seed, and
 # how often module 1 met a bad pair. With one seed, a gap smaller
 # than twice Table 1's seed std (printed in Section 6) says nothing: such pairs are "inconclusive".
@@ -656,6 +699,9 @@ print(f"device {dev}" + (", 1 thread" if dev.type == "cpu" else "") + f", batch 
       f"maps {MAP_PX} px, CRF backend 'auto' (pydensecrf on a CPU below 256x256 px)")
 display(pd.DataFrame(timing).T.rename(columns={"full_ms": "whole step (ms)", "network_ms": "network passes only (ms)",
                                                "other_ms": "the rest (ms)", "other_fraction": "share of the rest"}).round(3))
+for name, t in timing.items():
+    print(f"{name}: the rest {t['other_ms']:.1f} ms of {t['full_ms']:.1f} ms ({100 * t['other_fraction']:.0f}%), timing noise "
+          f"+- {t['noise_ms']:.1f} ms over {t['pairs']} interleaved pairs" + ("" if t["resolved"] else ": within the timing noise, no share is claimed"))
 summary.update(step_timing_ms=timing, label_work_ms=breakdown, wall_time_s=clock())
 path = write_results(results_dir, "ssdd", profile, summary)
 print(f"results in {path}")

@@ -56,14 +56,40 @@ def test_step_timing_skips_the_label_work_only_in_the_network_only_step(monkeypa
 
     monkeypatch.setattr(model, "pseudo_labels", counting)
     timing = step_timing(model, _batch(), steps=3, warmup=1, step=4)        # t=4: an ASDT seg-teacher step
-    # the whole step builds labels 4 times (1 warm-up + 3 timed); the network-only pass once (its first step)
+    # the whole steps build labels 4 times (1 warm-up pair + 3 timed pairs); the network-only steps once (untimed)
     assert calls["n"] == 4 + 1
-    assert set(timing) == {"full_ms", "network_ms", "other_ms", "other_fraction"}
+    assert set(timing) == {"full_ms", "network_ms", "other_ms", "other_fraction", "noise_ms", "resolved", "pairs"}
+    assert timing["pairs"] == 3 and timing["noise_ms"] >= 0
     assert timing["full_ms"] > 0 and timing["network_ms"] > 0
     assert timing["other_fraction"] == pytest.approx(timing["other_ms"] / timing["full_ms"])
     assert model.timing_network_only is False and model._reused is None
     with pytest.raises(TypeError, match="timing_network_only"):
         step_timing(torch.nn.Linear(2, 2), _batch())
+
+
+def test_step_timing_interleaves_so_a_slow_phase_cannot_make_the_share_negative(monkeypatch):
+    """A machine that turns slow half-way: the first version timed every whole step first and every network-only
+    step after, so the slow phase fell on the network-only steps alone and the label work came out negative.
+    Interleaved pairs see the same phase: the label work (a 15 ms sleep) is recovered."""
+    import time as _time
+
+    from wsss.train import ReusableLabels
+
+    class Slowing(ReusableLabels, torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+            self.calls = 0
+
+        def forward(self, batch, step=0):
+            self.calls += 1
+            _time.sleep(0.005 if self.calls < 8 else 0.040)            # the machine slows down after 7 steps
+            self.step_labels(lambda: _time.sleep(0.015))               # the label work
+            return {"loss": (self.w * 2).sum()}
+
+    timing = step_timing(Slowing(), {}, steps=6, warmup=1)
+    assert timing["other_ms"] == pytest.approx(15, abs=8) and timing["resolved"]
+    assert 0 < timing["other_fraction"] < 1
 
 
 def test_network_only_step_reuses_the_labels_and_drops_l_str():

@@ -54,3 +54,15 @@ def test_random_walk_scores_shape_and_background():
     scores = random_walk_scores(net, images, cams, radius=3)
     assert scores.shape == (1, 3, 32, 32)
     assert torch.all(scores.argmax(1) == 0)                     # no CAM anywhere: background everywhere
+
+
+def test_scaled_walk_keeps_psas_settings_at_its_size_and_its_reach_when_smaller():
+    from wsss.methods.psa import scaled_walk
+
+    paper = scaled_walk(448)
+    assert (paper["radius"], paper["logt"]) == (5, 8) and paper["reach"] == pytest.approx(paper["paper_reach"])
+    small = scaled_walk(56)                                     # a 7 x 7 map: radius 5 * 7 / 56 -> at least 2
+    assert small["radius"] == 2 and small["logt"] < 8
+    assert small["reach"] == pytest.approx(paper["paper_reach"], rel=0.5)   # the same reach, up to a power of two
+    with pytest.raises(ValueError, match="crop_px"):
+        scaled_walk(8)

@@ -423,7 +423,9 @@ class ReusableLabels:
     ``timing_network_only`` is set: the first step then makes labels as usual and every later step
     reuses them, so only the network passes and their backward are left. A step may make several
     pieces of labels (SSDD: a CRF, then two decisions between network passes); each call names its
-    piece with ``key`` and is reused apart. Setting the switch, either way, forgets the stored labels.
+    piece with ``key`` and is reused apart. Setting the switch, either way, forgets the stored labels
+    (:func:`~wsss.experiments.step_timing` interleaves whole and network-only steps by setting
+    ``_network_only`` directly, which keeps them).
     """
 
     _network_only: bool = False

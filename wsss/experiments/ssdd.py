@@ -43,19 +43,21 @@ def _batches(dataset, batch_size: int):
 
 @torch.no_grad()
 def psa_knowledge(affnet, cam_net, dataset, *, cam_scales, crfs: dict, device="cpu", batch_size: int = 16,
-                  crf_iters: int = 10, backend: str = "auto") -> tuple[dict, dict]:
+                  crf_iters: int = 10, backend: str = "auto", radius: int = 5, logt: int = 8) -> tuple[dict, dict]:
     """The static stage's inputs for every image of ``dataset`` (no transform): knowledge m^K0 = PSA's
     label (:func:`wsss.methods.psa.psa_probs`) and, for each named CRF setting of ``crfs`` (key ->
     (gaussian (sxy, w_g), bilateral (sxy, srgb, w_rgb))), advice m^A0 = the argmax (background + tags)
-    of PSA's map after that dense CRF (``crf_iters`` iterations at full resolution). PSA's walk runs once
-    per image for all settings. Returns (knowledge, {key: advice}), each name -> uint8 (H, W)."""
+    of PSA's map after that dense CRF (``crf_iters`` iterations at full resolution; the untagged classes have
+    probability 0 in PSA's map, so the CRF keeps to background + tags as the public code's). PSA's walk
+    (pair ``radius``, 2^``logt`` steps: :func:`wsss.methods.psa.scaled_walk` for a miniature) runs once per
+    image for all settings. Returns (knowledge, {key: advice}), each name -> uint8 (H, W)."""
     from ..ops import present_argmax
     affnet.to(device).eval()
     cam_net.to(device).eval()
     knowledge, advice = {}, {key: {} for key in crfs}
     for batch in _batches(dataset, batch_size):
         images, tags = batch["image"].to(device), batch["labels"].to(device)
-        probs, m_k = psa_probs(affnet, cam_net, images, tags, cam_scales=cam_scales)
+        probs, m_k = psa_probs(affnet, cam_net, images, tags, cam_scales=cam_scales, radius=radius, logt=logt)
         hwc = images.permute(0, 2, 3, 1)
         for name, k in zip(batch["name"], m_k.cpu().numpy()):
             knowledge[name] = k.astype(np.uint8)

@@ -20,46 +20,66 @@ def _sync(device: torch.device) -> None:
 def step_timing(method: torch.nn.Module, batch: dict, *, steps: int = 5, warmup: int = 2, step: int = 0,
                 lr: float = 1e-4) -> dict:
     """Milliseconds of one training step (forward, backward, SGD update), with and without the label
-    work, timed on the same batch; the median of ``steps`` timed steps after ``warmup`` untimed ones.
+    work, timed on the same batch.
 
-    ``method`` follows :class:`wsss.train.ReusableLabels` (a ``timing_network_only`` switch);
-    ``batch`` is on the method's device; ``step`` is the iteration number passed to the method (it may
-    pick a teacher). A method's own ``after_step`` (an EMA update, ...) runs after each full step, not in
-    the network-only ones: it is work beyond the network passes. Returns {"full_ms", "network_ms", "other_ms", "other_fraction"}; the weights change
-    during timing, and the switch is off again afterwards.
+    The two kinds of step are **interleaved** (whole, network-only, whole, ...: ``warmup`` untimed pairs, then
+    ``steps`` timed pairs), so that a slow phase of the machine (another process, caches, the clock) falls on both
+    alike; the first version timed all whole steps first, and the network-only steps, timed later, came out
+    slower than the whole ones (a negative share). ``full_ms`` and ``network_ms`` are the medians of each kind;
+    ``other_ms`` is the median of the paired differences, and ``noise_ms`` the spread of those differences (half
+    their inter-quartile range). When the label work is below what the timer can tell (``other_ms`` under
+    ``noise_ms``, negative included), ``resolved`` is False and ``other_ms`` / ``other_fraction`` are reported as
+    measured - a notebook should say "within the timing noise", not quote the share.
+
+    ``method`` follows :class:`wsss.train.ReusableLabels` (a ``timing_network_only`` switch); ``batch`` is on the
+    method's device; ``step`` is the iteration number passed to the method (it may pick a teacher). A method's
+    own ``after_step`` (an EMA update, ...) runs after each whole step, not in the network-only ones: it is work
+    beyond the network passes. Returns {"full_ms", "network_ms", "other_ms", "other_fraction", "noise_ms",
+    "resolved", "pairs"}; the weights change during timing, and the switch is off again afterwards.
     """
     if not hasattr(method, "timing_network_only"):
         raise TypeError(f"{type(method).__name__} has no timing_network_only switch to time it without its "
                         "label work (derive it from wsss.train.ReusableLabels)")
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"steps={steps} must be >= 1 and warmup={warmup} >= 0")
     device = next(method.parameters()).device
     optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=lr)
     method.train()
 
-    def timed(network_only: bool) -> float:
-        method.timing_network_only = network_only
-        times = []
-        for i in range(warmup + steps):
-            _sync(device)
-            start = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = method(batch, step)["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if not network_only and callable(getattr(method, "after_step", None)):
-                with torch.no_grad():
-                    method.after_step(step + 1)         # e.g. an EMA teacher's update: not a network pass
-            _sync(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-        return 1000 * sorted(times)[len(times) // 2]
+    def one(network_only: bool) -> float:
+        # the mode is switched without the property, which would forget the stored labels (ReusableLabels)
+        method._network_only = network_only
+        _sync(device)
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = method(batch, step)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if not network_only and callable(getattr(method, "after_step", None)):
+            with torch.no_grad():
+                method.after_step(step + 1)         # e.g. an EMA teacher's update: not a network pass
+        _sync(device)
+        return 1000 * (time.perf_counter() - start)
 
+    full, network = [], []
+    method.timing_network_only = False              # forget labels stored before
     try:
-        full, network = timed(False), timed(True)
+        one(True)                                   # untimed: makes and stores the labels the network-only steps reuse
+        for i in range(warmup + steps):
+            f, n = one(False), one(True)
+            if i >= warmup:
+                full.append(f)
+                network.append(n)
     finally:
         method.timing_network_only = False
-    return {"full_ms": full, "network_ms": network, "other_ms": full - network,
-            "other_fraction": (full - network) / full}
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    diffs = sorted(f - n for f, n in zip(full, network))
+    other = med(diffs)
+    noise = (diffs[(3 * len(diffs)) // 4] - diffs[len(diffs) // 4]) / 2 if len(diffs) >= 4 else abs(diffs[-1] - diffs[0]) / 2
+    full_ms = med(full)
+    return {"full_ms": full_ms, "network_ms": med(network), "other_ms": other, "other_fraction": other / full_ms,
+            "noise_ms": noise, "resolved": other > noise, "pairs": len(diffs)}
 
 
 def median_ms(fn, device: torch.device, repeats: int = 5):

@@ -29,6 +29,25 @@ from ..refine.affinity import dense_affinity, downsample_labels, feature_affinit
 AFF_RADIUS = 5          # pairs within 5 pixels of the 1/8-resolution map (training)
 RW_BETA, RW_LOGT = 8, 8  # the walk: affinity ** 8, 2 ** 8 steps (PSA code's defaults)
 RW_BG_POWER = 16        # the walk's background score (1 - max CAM) ** 16 (PSA code)
+PAPER_CROP = 448        # AffinityNet's training crop in PSA: a 56 x 56 map at stride 8
+
+
+def scaled_walk(crop_px: int, *, paper_crop: int = PAPER_CROP, radius: int = AFF_RADIUS, logt: int = RW_LOGT) -> dict:
+    """PSA's pair radius and walk length for a miniature whose crop is ``crop_px`` (PSA: radius 5 on the 56 x 56
+    map of a 448 px crop, 2^8 steps). The radius keeps its share of the map, but at least 2 (radius 1 pairs no
+    pixels); the number of steps t keeps the walk's reach relative to the map, sqrt(t) x radius / map (a
+    diffusion's spread grows with the square root of its steps): t = 2^logt x (radius_paper / map_paper)^2 /
+    (radius / map)^2, rounded to a power of two (at least one step). Returns {"radius", "logt", "reach",
+    "paper_reach", "map", "paper_map"}."""
+    if crop_px < 16:
+        raise ValueError(f"crop_px={crop_px} is too small for a stride-8 map with pairs (at least 16)")
+    paper_map, small_map = paper_crop / 8, crop_px / 8
+    r = max(2, round(radius * small_map / paper_map))
+    paper_reach = 2 ** (logt / 2) * radius / paper_map
+    t = 2 ** logt * (radius / paper_map) ** 2 / (r / small_map) ** 2
+    lt = max(0, min(logt, round(torch.log2(torch.tensor(t)).item())))
+    return {"radius": r, "logt": lt, "reach": 2 ** (lt / 2) * r / small_map, "paper_reach": paper_reach,
+            "map": small_map, "paper_map": paper_map}
 
 
 class AffinityNet(nn.Module):

@@ -337,9 +337,10 @@ class SSDD(ReusableLabels, nn.Module):
         head = self.dd[0].embed(features, enc["low"])
         target, valid = difference_target(m_k, m_a), (m_k != IGNORE) & (m_a != IGNORE)
         keep = ~bad_pairs(class_flags(m_k, m_a, tags), tags, self.bad_rule)
-        # Eq. (6): the DD-Net on the knowledge and on the advice, against the same difference map
+        # Eq. (6): the DD-Net on the knowledge and on the advice, against the same difference map; the paper sums
+        # the two terms (the public code, train_sssdd.py, averages them)
         d_k, d_a = self.dd[0].pair(head, m_k, m_a)
-        l_diff = (difference_loss(d_k, target, valid, keep) + difference_loss(d_a, target, valid, keep)) / 2
+        l_diff = difference_loss(d_k, target, valid, keep) + difference_loss(d_a, target, valid, keep)
         loss = l_base + l_diff                                                       # Eq. (9)
         return {"loss": loss, "base": l_base.detach(), "diff0": l_diff.detach(), "kept": keep.float().mean()}
 
@@ -360,15 +361,16 @@ class SSDD(ReusableLabels, nn.Module):
         d_d0, d_d1 = self.dd[1].pair(head2, m_d0, m_d1)
         m_d2, bad2 = self.step_labels(self.module_decision, d_d0.detach(), d_d1.detach(), m_d0, m_d1, tags, key="d2")
         valid1 = (m_k1 != IGNORE) & (m_a1 != IGNORE)
-        l_diff1 = (difference_loss(d_k1, target1, valid1, ~bad1) + difference_loss(d_a1, target1, valid1, ~bad1)) / 2
+        l_diff1 = difference_loss(d_k1, target1, valid1, ~bad1) + difference_loss(d_a1, target1, valid1, ~bad1)   # Eq. (12)
         valid2 = (m_d0 != IGNORE) & (m_sub != IGNORE)
-        l_diff2 = (difference_loss(d_d0, difference_target(m_d0, m_sub), valid2, ~bad2) +
-                   difference_loss(d_d1, difference_target(m_sub, m_d1), valid2 & (m_d1 != IGNORE), ~bad2)) / 2
+        l_diff2 = (difference_loss(d_d0, difference_target(m_d0, m_sub), valid2, ~bad2) +                      # Eq. (13)
+                   difference_loss(d_d1, difference_target(m_sub, m_d1), valid2 & (m_d1 != IGNORE), ~bad2))
         l_main = balanced_ce(logits, m_d2)                                           # Eq. (11)
-        l_sub = self.alpha * balanced_ce(logits_sub, m_d0) + (1 - self.alpha) * balanced_ce(logits_sub, m_d1)  # Eq. (14)
-        # Eq. (15); the public code averages the four DD-Net terms (two per module, so (L_diff1 + L_diff2) / 2)
-        # and adds the two segmentation losses as they are
-        loss = l_main + l_sub + (l_diff1 + l_diff2) / 2
+        # Eq. (14) as printed: the sub head between m^D0 and m^D1 (the public code, train_dssdd.py, trains it on
+        # 0.5 m^D0 + 0.5 m^D2 with alpha fixed, so its alpha = 0 would learn the main head's target m^D2)
+        l_sub = self.alpha * balanced_ce(logits_sub, m_d0) + (1 - self.alpha) * balanced_ce(logits_sub, m_d1)
+        # Eq. (15): the four DD-Net terms summed as printed (the public code averages them: / 4)
+        loss = l_main + l_sub + l_diff1 + l_diff2
         changed = ((m_d2 != m_d0) & ~outside).float().sum() / (~outside).float().sum().clamp_min(1)
         return {"loss": loss, "main": l_main.detach(), "sub": l_sub.detach(), "diff1": l_diff1.detach(),
                 "diff2": l_diff2.detach(), "changed": changed, "bad1": bad1.float().mean(), "bad2": bad2.float().mean()}
