@@ -409,8 +409,8 @@ else:
 #   (d) is the same run as Table 1's "+CIML +MFML" (the note under the table).
 # * **The AFA pair** (AFA 18.3 from `tscd.ipynb`) is not testable either: AFA's own room (its ceiling 58.4 from
 #   `tscd.ipynb`) leaves it in the lower fifth.
-# * **Cost:** the wall-time line gives the minutes up to the summary; on one thread an RML step takes 167 ms, of which
-#   the work beyond all network passes is 46% (the appendix's last line).
+# * **Cost:** 5.2 minutes up to the summary (the wall-time line); on one thread an RML step takes 120 ms, of which the
+#   work beyond all network passes is 30% (the appendix's last line).
 
 # %%
 wall = clock()

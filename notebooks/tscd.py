@@ -525,8 +525,8 @@ else:       # label quality is not the paper's quantity: the ordering is shown, 
 #   twice the std, so the printed verdict is "inconclusive".
 # * **Table 5** here is pseudo-label quality, not trained models, and is shown without a verdict: every refiner lifts
 #   the trained baseline's label by 0.7-0.9 points (24.2 -> 24.9-25.1).
-# * **Cost:** 6.0 minutes up to the summary (the wall-time line); on one thread an AFA step takes 118 ms and a TSCD
-#   step 136 ms, of which the work beyond all network passes is 28% and 30% (the appendix's last lines).
+# * **Cost:** 6.6 minutes up to the summary (the wall-time line); on one thread an AFA step takes 119 ms and a TSCD
+#   step 135 ms, of which the work beyond all network passes is 27% and 29% (the appendix's last lines).
 
 # %%
 wall = clock()

@@ -187,3 +187,33 @@ def test_plot_signal_shade(out):
     assert _labelled(ax)
     plain = viz.plot_signal([0, 0, 1, 1, 0], levels=("ct", "st"))
     assert plain.axes[0].get_legend() is None and _labelled(plain.axes[0])
+
+
+def test_image_grid_row_colorbars_add_one_bar_beside_the_row_without_shrinking_panels():
+    import matplotlib
+    matplotlib.use("Agg")
+    import numpy as np
+    from wsss import viz
+
+    panels = [[np.zeros((8, 8, 3), np.uint8)] * 3, [np.full((8, 8, 3), 100, np.uint8)] * 3]
+    plain = viz.image_grid(panels, ["a", "b"])
+    barred = viz.image_grid(panels, ["a", "b"], row_colorbars=[None, ("coolwarm", -1, 1, "confidence")])
+    assert len(barred.axes) == len(plain.axes)                       # the bar is an inset of the row's last panel
+    bars = barred.axes[5].child_axes
+    assert len(bars) == 1 and bars[0].get_ylabel() == "confidence" and not barred.axes[2].child_axes
+    sizes = lambda fig: [tuple(round(v, 4) for v in ax.get_position().bounds[2:]) for ax in fig.axes[:6]]  # noqa: E731
+    assert sizes(barred) == sizes(plain)
+
+
+def test_display_colours_read_on_a_black_background_and_masks_on_disk_keep_voc():
+    import numpy as np
+    from wsss import viz
+    from wsss.data.synthetic import palette
+
+    pal = viz.display_palette()
+    assert tuple(pal[0]) == (0, 0, 0) and tuple(pal[255]) == (255, 255, 255)
+    luminance = 0.299 * pal[1:21, 0] + 0.587 * pal[1:21, 1] + 0.114 * pal[1:21, 2]
+    assert luminance.min() > 60                                    # VOC's class 1 (128, 0, 0) has 38, navy 15
+    assert len({tuple(c) for c in pal[:21]}) == 21                 # every class its own colour
+    assert palette()[3:6] == [128, 0, 0]                            # the PNG palette stays VOC's
+    assert (viz.colorize(np.array([[0, 1], [255, 2]]))[0, 1] == pal[1]).all()

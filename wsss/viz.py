@@ -13,12 +13,30 @@ from .data.folder import IGNORE
 from .data.synthetic import palette
 
 
-def colorize(mask) -> np.ndarray:
-    """Class-id mask (H, W) -> RGB uint8 (H, W, 3) in the VOC colours; 255 (ignore) is white."""
-    mask = mask.cpu().numpy() if torch.is_tensor(mask) else np.asarray(mask)
+# Display colours of classes 1-20, bright enough to read on the black background: 1-6 are the synthetic
+# benchmark's mark colours (its class card: class k carries mark colour k), 7-20 a bright qualitative set.
+BRIGHT = [(255, 20, 20), (20, 220, 255), (255, 230, 0), (255, 0, 200), (0, 255, 60), (255, 120, 0),
+          (200, 110, 255), (140, 160, 255), (190, 240, 60), (250, 170, 212), (0, 190, 170), (220, 190, 255),
+          (210, 150, 90), (255, 250, 200), (170, 255, 195), (190, 190, 100), (255, 215, 180), (90, 160, 255),
+          (180, 180, 180), (255, 255, 120)]
+
+
+def display_palette() -> np.ndarray:
+    """(256, 3) uint8 colours for pictures of class-id masks: background 0 black, classes 1-20 :data:`BRIGHT`
+    (the VOC palette's navy and dark red vanish on black), classes above 20 the VOC palette brightened,
+    ignore (255) white. Masks on disk keep the VOC palette (:func:`wsss.data.synthetic.palette`)."""
     pal = np.asarray(palette(), dtype=np.uint8).reshape(256, 3).copy()
+    pal[1:len(BRIGHT) + 1] = BRIGHT
+    pal[len(BRIGHT) + 1:IGNORE] = np.maximum(pal[len(BRIGHT) + 1:IGNORE], 70)
+    pal[0] = 0
     pal[IGNORE] = 255
-    return pal[mask.astype(np.int64)]
+    return pal
+
+
+def colorize(mask) -> np.ndarray:
+    """Class-id mask (H, W) -> RGB uint8 (H, W, 3) in the display colours (:func:`display_palette`); 255 is white."""
+    mask = mask.cpu().numpy() if torch.is_tensor(mask) else np.asarray(mask)
+    return display_palette()[mask.astype(np.int64)]
 
 
 def to_hwc(image) -> np.ndarray:
@@ -44,12 +62,15 @@ def heatmap(image, cam, alpha: float = 0.5) -> np.ndarray:
 
 def image_grid(rows: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str] = (), *, scale: float = 1.6,
                path: str | Path | None = None, title: str | None = None,
-               class_names: Sequence[str] | None = None, legend_fontsize: float = 9):
+               class_names: Sequence[str] | None = None, legend_fontsize: float = 9,
+               row_colorbars: Sequence[tuple | None] = ()):
     """Show panels (each an (H, W, 3) array) in a grid, one list per row; save to ``path`` if given.
 
     ``class_names``: when given, one legend of the class colours (``class_names[i]`` in colour ``i``, plus
     "ignore (255)" in white) is drawn below the grid, in room added to the figure for it (so it never covers
     a panel and is part of the saved file).
+    ``row_colorbars``: per row, None or (cmap name, vmin, vmax, label): a colour bar at the row's right end
+    for rows whose panels are heat maps already turned into RGB with that colour map.
     """
     import matplotlib.pyplot as plt
 
@@ -66,6 +87,16 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str] =
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    for i, bar in enumerate(row_colorbars):
+        if bar is not None:
+            from matplotlib.cm import ScalarMappable
+            from matplotlib.colors import Normalize
+
+            cmap, vmin, vmax, label = bar
+            cax = axes[i][-1].inset_axes([1.05, 0.05, 0.06, 0.9])           # beside the last panel: no panel shrinks
+            cb = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap), cax=cax)
+            cb.set_label(label, fontsize=8)
+            cb.ax.tick_params(labelsize=7)
     if class_names is not None:
         _class_legend(fig, class_names, fontsize=legend_fontsize)
     if path is not None:
@@ -107,7 +138,7 @@ def _class_legend(fig, class_names: Sequence[str], *, fontsize: float = 9):
 def draw_clicks(image, clicks, radius: int = 1) -> np.ndarray:
     """Mark click points (K, 3) [y, x, class] on an image with their class colours."""
     out = to_hwc(image).copy()
-    pal = np.asarray(palette(), dtype=np.uint8).reshape(256, 3)
+    pal = display_palette()
     h, w = out.shape[:2]
     for y, x, c in np.asarray(clicks):
         y0, y1, x0, x1 = max(0, y - radius), min(h, y + radius + 1), max(0, x - radius), min(w, x + radius + 1)
@@ -139,8 +170,8 @@ def legend_patches(class_names: Sequence[str]):
     """Matplotlib legend handles for the class colours."""
     from matplotlib.patches import Patch
 
-    pal = np.asarray(palette(), dtype=np.float32).reshape(256, 3) / 255
-    return [Patch(color=pal[i], label=n) for i, n in enumerate(class_names)]
+    pal = display_palette().astype(np.float32) / 255
+    return [Patch(facecolor=pal[i], edgecolor="0.35", label=n) for i, n in enumerate(class_names)]
 
 
 def plot_signal(signal: Sequence[float], *, levels: tuple[str, str] = ("low", "high"), xlabel: str = "iteration t",
