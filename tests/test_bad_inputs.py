@@ -408,7 +408,7 @@ BAD_INPUTS = [
      DatasetError, r"image_labels\.txt:3: image 'a' is listed twice \(first on line 1\)"),
     ("labels-image-missing", labels_file("a 1\n"), DatasetError, r"image_labels\.txt: no image-level labels for 'b'"),
     # -- clicks.json: {"<name>": [[y, x, class_id], ...]} ---------------------------------------------
-    ("clicks-out-of-image", clicks_file({"a": [[5, 5, 1], [100, 3, 1]]}),
+    ("clicks-out-of-image", clicks_file({"a": [[5, 5, 1], [100, 3, 1]], "b": []}),
      DatasetError, r"clicks\.json: click 1 of 'a' is \[100, 3, 1\], outside its 16x20 image .*a\.jpg"),
     ("clicks-pairs-not-triples", clicks_file({"a": [[1, 2], [3, 4], [5, 1]]}),
      DatasetError, r"clicks\.json: click 0 of 'a' is \[1, 2\], not a \[y, x, class_id\] triple"),

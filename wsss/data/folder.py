@@ -25,12 +25,16 @@ A sample is a dict::
     name    str
 
 Image-level tags come from ``image_labels.txt`` where it exists, otherwise from the mask. Clicks come
-from ``clicks.json`` where it exists, otherwise they are sampled from the mask with a fixed seed
-(:func:`sample_clicks`). Every problem with the files raises one error that names the file.
+from ``clicks.json`` where it exists (every image of the split must be in it, unless
+``sample_missing_clicks=True``), otherwise they are sampled from the mask with a fixed seed
+(:func:`sample_clicks`). Every problem with the files raises one error that names the file; clicks that
+disagree with the mask under them but may be merely imprecise give one :class:`ClickWarning` naming
+clicks.json (see :meth:`VOCLayoutDataset._check_clicks`).
 """
 from __future__ import annotations
 
 import json
+import warnings
 import zlib
 from pathlib import Path
 from typing import Callable, Sequence
@@ -52,8 +56,19 @@ VOC_CLASSES = (
 )
 
 
+# A click whose class is not the mask's under it still counts as imprecise, not wrong, within this many
+# pixels (in y and in x) of a pixel of its class or of an ignore (255) band.
+CLICK_SLACK_PX = 2
+# How many clicks a message about clicks.json quotes as examples.
+CLICK_EXAMPLES = 3
+
+
 class DatasetError(ValueError):
     """A dataset file is missing, unreadable or inconsistent; the message names the file."""
+
+
+class ClickWarning(UserWarning):
+    """Clicks of clicks.json disagree with the masks under them (see :meth:`VOCLayoutDataset._check_clicks`)."""
 
 
 def read_text(path: Path) -> str:
@@ -201,7 +216,11 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         transform: a callable on the sample dict (see :mod:`wsss.data.transforms`).
         class_names: overrides classes.txt (used for real VOC, which ships none).
         with_clicks: add the "clicks" key.
-        click_seed: seed of the clicks sampled from masks when no clicks.json exists.
+        click_seed: seed of the clicks sampled from masks when no clicks.json exists (and of those of the
+            images missing from it with ``sample_missing_clicks=True``).
+        sample_missing_clicks: with a clicks.json, sample the clicks of the split's images missing from it
+            from their masks. False (the default): a missing image is an error naming clicks.json, since
+            filling it in silently would mix hand-made and mask-sampled clicks in one training set.
         require_masks: every listed image must have a mask (True for training splits with masks).
         mask_dir: the folder of the class masks, relative to ``root``.
 
@@ -209,13 +228,17 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
     dataset is made; images and masks when a sample is read (each error names its file). Reading a
     sample also checks that image_labels.txt agrees with the mask (every class of the mask is tagged;
     every tag is in the mask unless the mask has ignore pixels that may hide it) and that the clicks of
-    clicks.json lie inside the image. :meth:`check_has_foreground` catches a split whose masks hold no
-    object at all (:func:`wsss.data.build_dataset` calls it).
+    clicks.json lie inside the image. With ``with_clicks``, the clicks of clicks.json are also checked
+    against the split when the dataset is made (:meth:`_check_clicks`: every image listed, some object
+    clicked, each click's class among its image's tags and, where there are masks, the class under it).
+    :meth:`check_has_foreground` catches a split whose masks hold no object at all
+    (:func:`wsss.data.build_dataset` calls it).
     """
 
     def __init__(self, root: str | Path, split: str, *, transform: Callable | None = None,
                  class_names: Sequence[str] | None = None, with_clicks: bool = False, click_seed: int = 0,
-                 require_masks: bool = True, mask_dir: str = "SegmentationClass"):
+                 require_masks: bool = True, mask_dir: str = "SegmentationClass",
+                 sample_missing_clicks: bool = False):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: data_root does not exist or is not a folder")
@@ -223,6 +246,7 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.with_clicks = with_clicks
         self.click_seed = click_seed
+        self.sample_missing_clicks = sample_missing_clicks
         self.class_names = list(class_names) if class_names is not None else read_classes(self.root / "classes.txt")
         self.num_classes = len(self.class_names)
         self.classes_from = self._describe_classes(given=class_names is not None)
@@ -240,6 +264,8 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         self.tags = self._read_tags(self.tags_path)
         self.clicks_path = self.root / "clicks.json"
         self.clicks = self._read_clicks(self.clicks_path) if with_clicks else None
+        if self.clicks is not None:
+            self._check_clicks()
 
     def _describe_classes(self, given: bool) -> str:
         """Where the class list came from, as error messages name it."""
@@ -301,8 +327,10 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
 
             {"2008_000001": [[12, 40, 8], [30, 7, 0]], "2008_000002": []}
 
-        An empty list means no clicks; an image missing from the file gets clicks sampled from its mask.
-        The shape, the types and the class ids are checked here, the coordinates against the image size
+        An empty list means no clicks. Every image of the split must be in the file (an image missing from
+        it gets clicks sampled from its mask only with ``sample_missing_clicks=True``); images of other
+        splits may be too. The shape, the types and the class ids are checked here, the clicks against
+        the split, its tags and its masks by :meth:`_check_clicks`, the coordinates against the image size
         when the sample is read; each error names clicks.json and the image.
         """
         if not path.is_file():
@@ -334,6 +362,109 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
                                        f"0..{self.num_classes - 1} ({self.classes_from})")
             clicks[name] = np.asarray(pts, dtype=np.int64).reshape(-1, 3)
         return clicks
+
+    def _check_clicks(self) -> None:
+        """Check the clicks of clicks.json against the split, its tags and its masks, when the dataset is made.
+
+        Three rules, each giving one message that names clicks.json:
+
+        * **Every image of the split is in the file** (an empty list for an image without clicks), else
+          a DatasetError naming the first missing images. Sampling their clicks from the masks instead
+          would mix two sources of supervision without a word; ``sample_missing_clicks=True`` asks for it.
+        * **Some click labels an object class**, else a DatasetError giving how many images and clicks
+          were read. An error rather than a warning: the clicks are the only labels click supervision
+          learns from (Seminar's partial cross-entropy), so with background clicks alone every model
+          learns to predict background and the run is certain to score the all-background floor; it is
+          the rule image_labels.txt and the masks already follow (no foreground anywhere is an error).
+          Images sampled with ``sample_missing_clicks=True`` bring object clicks of their own, so the
+          rule applies when every image's clicks come from the file.
+        * **A click's class agrees with its image.** A click of an object class that is not among the
+          image's tags (image_labels.txt, else the classes of its mask) is clearly wrong: a DatasetError
+          giving how many and a few examples. Where tags come from the mask, a click on or within
+          ``CLICK_SLACK_PX`` px of an ignore (255) pixel is exempt, since VOC draws difficult objects
+          all 255. A click whose class is among the tags (or background) but differs from the mask under
+          it may be a slip or a swapped (x, y): a :class:`ClickWarning` giving how many and a few
+          examples, training goes on. Clicks on an ignore (255) pixel, or within ``CLICK_SLACK_PX``
+          pixels of a pixel of their class or of an ignore band, are imprecise clicks at a boundary and
+          are accepted without a word. Images without a mask are checked against image_labels.txt only;
+          clicks outside the mask are left to the error raised when the sample is read.
+
+        Masks are read once here (with clicks.json and ``with_clicks`` only); a mask that cannot be read
+        raises its own error, naming it.
+        """
+        path, split = self.clicks_path, f"split '{self.split}' ({self.split_file})"
+        missing = [n for n in self.names if n not in self.clicks]
+        if missing and not self.sample_missing_clicks:
+            raise DatasetError(
+                f"{path}: no clicks for {len(missing)} of the {len(self.names)} images of {split}, first "
+                f"{', '.join(repr(n) for n in missing[:5])}; give every image an entry (an empty list [] for an "
+                f"image without clicks), or pass sample_missing_clicks=True to sample the missing images' clicks "
+                f"from their masks")
+        listed = [(i, n) for i, n in enumerate(self.names) if n in self.clicks]
+        total = sum(len(self.clicks[n]) for _, n in listed)
+        if not missing and not any((self.clicks[n][:, 2] > 0).any() for _, n in listed):
+            raise DatasetError(
+                f"{path}: no click labels an object class: the {len(listed)} images of {split} hold {total} "
+                f"clicks{', all background (class 0)' if total else ''}; click supervision learns from the clicks "
+                f"alone, so a model would only learn to predict background. Give each object a click [y, x, class_id] with its "
+                f"class 1..{self.num_classes - 1} ({self.classes_from})")
+        wrong, off = [], []
+        for i, name in listed:
+            pts = self.clicks[name]
+            if not len(pts):
+                continue
+            mask_path = self.mask_paths[i]
+            mask = (load_mask(mask_path, self.num_classes, classes_from=self.classes_from)
+                    if mask_path.is_file() else None)
+            if self.tags is not None:
+                tagged = np.concatenate([[1.0], self.tags[name]]) > 0
+            elif mask is not None:
+                tagged = np.bincount(mask[mask != IGNORE].ravel(), minlength=self.num_classes) > 0
+                tagged[0] = True
+            else:
+                continue        # neither tags nor a mask to check against
+            for y, x, c in pts.tolist():
+                if mask is None:
+                    if not tagged[c]:
+                        wrong.append((name, y, x, c, None))
+                    continue
+                if y >= mask.shape[0] or x >= mask.shape[1]:
+                    continue    # outside the image: the error of __getitem__
+                under = int(mask[y, x])
+                if under == c:
+                    continue
+                r = CLICK_SLACK_PX
+                window = mask[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1]
+                near_ignore = bool((window == IGNORE).any())
+                imprecise = near_ignore or bool((window == c).any())
+                if not tagged[c] and (self.tags is not None or not near_ignore):
+                    wrong.append((name, y, x, c, under))
+                elif not imprecise:
+                    off.append((name, y, x, c, under))
+        if wrong:
+            source = (f"{self.tags_path}" if self.tags is not None else "the classes of its mask")
+            raise DatasetError(
+                f"{path}: {len(wrong)} of the {total} clicks of {split} label a class that is not among their "
+                f"image's tags ({source}), e.g. {self._click_examples(wrong)}; a click labels the object under it, "
+                f"so these name objects the image does not hold (is class_id the third number, [y, x, class_id]?)")
+        if off:
+            warnings.warn(
+                f"{path}: {len(off)} of the {total} clicks of {split} disagree with the mask under them, e.g. "
+                f"{self._click_examples(off)}; training learns those pixels as the click's class. A click on an "
+                f"ignore (255) pixel or within {CLICK_SLACK_PX} px of its class or of an ignore band is taken as "
+                f"imprecise and not counted; check these clicks (rows are [y, x, class_id], y first) or the masks",
+                ClickWarning, stacklevel=3)
+
+    def _click_examples(self, clicks: list[tuple]) -> str:
+        """The first few (name, y, x, click class, mask class) of a list of bad clicks, for a message."""
+        def cls(c):
+            if c == IGNORE:
+                return f"{IGNORE} (ignore)"
+            return f"{c} ({self.class_names[c]})"
+        parts = [f"{name!r} at y={y}, x={x}: click class {cls(c)}, "
+                 + (f"mask class {cls(m)}" if m is not None else "no mask")
+                 for name, y, x, c, m in clicks[:CLICK_EXAMPLES]]
+        return "; ".join(parts) + (f"; and {len(clicks) - CLICK_EXAMPLES} more" if len(clicks) > CLICK_EXAMPLES else "")
 
     def check_has_foreground(self) -> None:
         """Raise DatasetError when no image of the split has a foreground class.
