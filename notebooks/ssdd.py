@@ -172,6 +172,31 @@ viz.block_diagram(
     title="SSDD's dynamic stage: two modules refine the seed while the network trains", path=figures_dir / "ssdd_architecture.png");
 
 # %% [markdown]
+# **One DD-Net (the paper's Fig. 2)** and **the static stage (Fig. 4)**: the DD-Net reads the detached features and
+# one mask at a time; the static stage trains the segmentation head on PSA's map while DD-Net 0 learns where that
+# map and its CRF differ, then one SSDD module builds the seed.
+
+# %%
+viz.block_diagram(
+    {"eh": (0.08, 0.78, "high-level $e^h$\n(detached)"), "el": (0.08, 0.3, "low-level $e^l$\n(detached)"),
+     "head": (0.33, 0.55, "DD-Net head\n3x3 convs, mixed\n(once per module)"), "mask": (0.33, 0.12, "mask $m$\n(one-hot)"),
+     "proj": (0.55, 0.12, "1x1 conv"), "cat": (0.6, 0.55, "concatenate"), "res": (0.8, 0.55, "residual block\n+ 1x1 conv"),
+     "d": (0.95, 0.85, "$d$: logit of\n'differs here'")},
+    [("eh", "head", ""), ("el", "head", ""), ("mask", "proj", ""), ("head", "cat", ""), ("proj", "cat", ""), ("cat", "res", ""),
+     ("res", "d", "")],
+    size=(11, 4.2), title="DD-Net (Fig. 2): features and one mask in, one confidence map out",
+    path=figures_dir / "ssdd_ddnet.png");
+viz.block_diagram(
+    {"img": (0.05, 0.75, "image"), "bb": (0.2, 0.75, "backbone"), "seg": (0.42, 0.93, "segmentation head"),
+     "lb": (0.75, 0.93, "$L_{base}$ (Eq. 7-8)"), "dd": (0.58, 0.52, "DD-Net 0\n$d^{K0}$, $d^{A0}$"),
+     "psa": (0.28, 0.3, "knowledge:\nPSA's map $m^{K0}$"), "crf": (0.28, 0.07, "advice:\nits dense CRF $m^{A0}$"),
+     "mod": (0.88, 0.3, "SSDD module\n(Eq. 3-4, 10)\nseed $m^{D0}$")},
+    [("img", "bb", ""), ("bb", "seg", ""), ("seg", "lb", ""), ("psa", "lb", "label"), ("bb", "dd", "$e^h, e^l$"),
+     ("psa", "dd", ""), ("crf", "dd", ""), ("dd", "mod", "$L_{diff0}$ (Eq. 6)"), ("psa", "mod", ""), ("crf", "mod", "")],
+    size=(11, 5), title="The static stage (Fig. 4): L_static = L_base + L_diff0 (Eq. 9), then the seed m^D0",
+    path=figures_dir / "ssdd_static.png");
+
+# %% [markdown]
 # ## 2. The equations beside the code
 #
 # **Eq. (1)-(2), difference detection.** The target is the difference map of the two masks, and the
@@ -383,9 +408,10 @@ viz.image_grid([[viz.to_hwc(im) for im in shown["image"]], [viz.colorize(m) for 
                 [confidence(k, a) for k, a in zip(d_k, d_a)],
                 [verdict_map(k.numpy(), a.numpy(), s.numpy()) for k, a, s in zip(mk.cpu(), ma.cpu(), md0)],
                 [viz.colorize(m) for m in md0], [viz.colorize(m) for m in shown["mask"]]],
-               ["(a) image", "(b) PSA m^K0", "(c) sigma(d^K), black 0 - white 1", "(d) CRF m^A0", "(e) sigma(d^A), black 0 - white 1",
-                "sigma(d^K) - sigma(d^A): blue -1, white 0, red +1", "advice taken (green) / refused (red)", "(f) seed m^D0",
-                "(g) ground truth"],
+               ["(a) image", "(b) PSA m^K0", "(c) sigma(d^K)", "(d) CRF m^A0", "(e) sigma(d^A)",
+                "sigma(d^K) - sigma(d^A)", "advice taken (green) / refused (red)", "(f) seed m^D0", "(g) ground truth"],
+               row_colorbars=[None, None, ("gray", 0, 1, "sigma(d^K)"), None, ("gray", 0, 1, "sigma(d^A)"),
+                              ("coolwarm", -1, 1, "difference"), None, None, None],
                class_names=names, title="Knowledge, advice, their difference maps and the refined seed (static stage)",
                path=figures_dir / "ssdd_fig7.png");
 
