@@ -70,18 +70,18 @@ params
 #
 # The profiles live in one place, `wsss/profiles.py`. `smoke` (the test suite's) only proves that every
 # cell runs, in seconds; its numbers mean nothing. `quick` is the committed run, sized for two CPU cores
-# (13 to 16 minutes there, over the 10 it aims at: see the summary and the appendix). It keeps the paper's proportions and shrinks the rest:
+# (at most 15 minutes there: the summary line prints the time). It keeps the paper's proportions and shrinks the rest:
 #
 # | | paper | `quick` |
 # |---|---|---|
-# | network | ResNet-38 (RRM's), 4096 -> 512 -> C heads, dilation 12 on a 41x41 map | `resnet-tiny`, 512 -> 64 -> C heads, dilation 2 on a 7x7 map |
+# | network | ResNet-38 (RRM's), 4096 -> 512 -> C heads, dilation 12 on a 41x41 map | `resnet-tiny`, 128 -> 64 -> C heads, dilation 2 on a 7x7 map |
 # | images, crop | VOC photos (500x375), random scale 0.7-1.3, crop 321 (0.86 of the short side) | 64 px images, scale 0.7-1.3, crop 56 (0.875) |
 # | batch, iterations | 4, ~21k (8 epochs of 10,582 images) | 4, 1200 |
 # | warm-up | 1000 iterations (~5%, public code) | 60 (5%) |
 # | PWM | $T=150$, $\tau=5$: ~141 periods | $T=150$, $\tau=5$: 8 periods, 7 of them after the warm-up |
 # | optimizer | SGD, lr 7e-4, momentum 0.9, weight decay 1e-5, poly | AdamW, lr 5e-4, weight decay 1e-5, poly |
 # | CAM behind the labels | scales 0.5, 1, 1.5, 2 | scale 1 (the training pass's own CAM) |
-# | start | ImageNet, then a classifier trained on the VOC tags (public code) | the stand-in backbone (the miniature's ImageNet, `wsss/models/standins.py`), then a tag classifier trained here for 800 iterations |
+# | start | ImageNet, then a classifier trained on the VOC tags (public code) | the stand-in backbone (the miniature's ImageNet, `wsss/models/standins.py`), shared by every notebook; no per-run tag classifier (the class-teacher's classifier learns from the first iteration) |
 #
 # Both use the RRM/ASDT learning-rate multipliers (new layers x10, biases x2) and, as the public code,
 # no weight decay on biases. `full` is the same experiment for one GPU; `paper` is the paper's.
@@ -182,9 +182,8 @@ viz.block_diagram(
 # foreground and background where the weak one still says background. It is kept only where
 # both the CAM and the CRF are sure; every other pixel is ignored. As in the RRM code, each image's
 # two CRFs run over the background and the classes the image is tagged with only (the others get
-# probability 0). That saves filtering time; the labels equal those of CRFs over all classes (on 100
-# benchmark images with untrained CAMs and 400 with a trained classifier's in development checks,
-# and in a test; in training rare differences remain and moved seed 0's runs by 0.1-1.0 points). Section 5 draws these steps on val images.
+# probability 0; a test checks that the labels equal those of CRFs over all classes). Section 5 draws these steps
+# on val images.
 
 # %%
 show_source(multilabel_soft_margin, rrm.RRM.class_teacher, rrm.reliable_labels, rrm.unreliable_mask, rrm.cam_sure_mask,
@@ -206,7 +205,9 @@ show_source(rrm.split_ce, rrm.RRM.distill_loss)
 # the Potts energy $E_{ij} = G_{ij}\sum_c p^s_{c,i}(1-p^s_{c,j})$, and the loss
 # $\mathcal{L}_{str} = \sum_i\sum_{j\ne i}(1-\max_c p^s_{c,i}) E_{ij}$. It is the dense-CRF energy
 # used as a loss (Tang et al.), computed on a permutohedral lattice at half resolution. We implement
-# the paper's $1/Z$ (each row of $G$ sums to 1) and Eq. (4)'s weight 1. The public code has no $1/Z$
+# the paper's $1/Z$ (each row of $G$ sums to 1) and Eq. (4)'s weight 1. The weight $(1-\max_c p^s_{c,i})$ of
+# Eq. (8) is set to 1 on the pixels the label ignores (255), as the public code's `Gate[unlabel_region] = 1`; the
+# paper does not say. The public code has no $1/Z$
 # and weighs the energy by 1e-7 (summed over a 161x161 crop); the two differ by the mean row sum $Z$
 # of the kernel. The paper's text gives $\sigma_D=15$, $\sigma_I=100$, which would make the colour width
 # larger than the spatial one; we use the public code's spatial 100 px and colour 15 (RRM's values).
@@ -287,16 +288,20 @@ pd.DataFrame(SCHEDULE).T
 #   training pass's own single-scale CAM, so this matters only in `full` and `paper`.
 
 # %% [markdown]
-# ## 3. Training: the class-teacher first, then every variant
+# ## 3. Training: every variant from the stand-in backbone
 #
-# First the tag classifier alone, from the stand-in backbone (the miniature's ImageNet: trained once on tags of
-# generated images no benchmark split holds; in `paper` it is the public code's VOC-tag classifier on ImageNet). Then, for each seed, the first `warmup` iterations of ASDT,
+# Every run starts from the stand-in backbone (the miniature's ImageNet: trained once on tags of generated images no
+# benchmark split holds); `paper` first trains the public code's VOC-tag classifier on ImageNet weights
+# (`classifier_steps`). Then, for each seed, the first `warmup` iterations of ASDT,
 # which every Table 4 and Fig. 6 run of that seed shares: no seg-teacher has taught yet, so all
 # variants train identically there. They are trained once and each run continues from that
 # checkpoint, which is exactly what separate runs would do. Then all runs, side by side: the four
 # central rows of Table 4 with every seed, the naive mean teacher and the Fig. 6 points with the first
 # seed. The seeds share the tag classifier (as runs of the paper share the ImageNet weights) and differ
-# in the heads' initialisation, the data order and the augmentation.
+# in the heads' initialisation, the data order and the augmentation. Table 5's two training rows (without
+# $\mathbf{R}^{ct}$, without $\mathcal{L}_{str}$) differ from the first iteration and run whole, first seed.
+# Every Table 4 run records, every `EVAL_EVERY` iterations, the val mIoU of its seg-teacher and student (no CRF,
+# single scale, the first 48 val images): the curves of Section 3b.
 #
 # The **ceiling** (first seed) is the same backbone, from the stand-in weights, with a segmentation head trained
 # by cross-entropy on the full masks, with the same crops, iterations, batch and optimizer, scored as
@@ -327,18 +332,23 @@ MAIN_OUT = T4_OUT + ["P max", "P mean + CRF", "P multiply + CRF", "P^st", "P^s"]
 CENTRAL = ("class", "seg", "max", "alternate")     # the rows Table 4's claim rests on: every seed
 
 
-def config(outputs, run_seed=seed, resume=True, save=None, **changes):
+EVAL_EVERY = max(1, SETTINGS["steps"] // 20)       # 20 points of each Table 4 run's curve
+curve = asdt_runs.BranchCurve(val_set, images=48, batch_size=eval_batch)
+
+
+def config(outputs, run_seed=seed, resume=True, save=None, curve_on=False, **changes):
+    extra = dict(curve=curve, evaluate_every=EVAL_EVERY) if curve_on else {}
     return dict(**common, seed=run_seed, model={**MODEL, **changes}, train_cfg=TRAIN, outputs=outputs,
-                resume_from=warm_ckpt[run_seed] if resume else None, save_to=save)
+                resume_from=warm_ckpt[run_seed] if resume else None, save_to=save, **extra)
 
 
 runs = {}
 for s in SEEDS:
     for mode in CENTRAL:
         main = mode == "alternate" and s == seed          # the model of sections 4-7, with every output
-        runs[f"{mode} seed={s}"] = config(MAIN_OUT if main else T4_OUT, s, distill=mode,
+        runs[f"{mode} seed={s}"] = config(MAIN_OUT if main else T4_OUT, s, distill=mode, curve_on=True,
                                           save=str(workdir / "asdt.pt") if main else None)
-runs["mean"] = config(T4_OUT, distill="mean")
+runs["mean"] = config(T4_OUT, distill="mean", curve_on=True)
 runs.update({f"T={t}": config(["P max + CRF"], T=t) for t in SETTINGS["fig6_T"] if t != T})
 runs.update({f"tau={r}": config(["P max + CRF"], tau=r) for r in SETTINGS["fig6_tau"] if r != tau})
 # the ceiling: "deeplab" is the head nearest ASDT's dilated-conv heads (MaskSupervised has no two-conv head)
@@ -379,6 +389,53 @@ fig.tight_layout()
 fig.savefig(figures_dir / "asdt_training.png", dpi=110, bbox_inches="tight")
 
 # %% [markdown]
+# ### 3b. The mechanism over the iterations
+#
+# The paper argues from trajectories (its Fig. 4): the student should gain from each seg-teacher pulse and keep the
+# class-teacher's precision in between. Left: each Table 4 variant's student (first seed) and ASDT's seg-teacher, val
+# mIoU on the first 48 val images (single scale, no CRF) every `EVAL_EVERY` iterations; the red bands are ASDT's
+# pulses (its student learns from the seg-teacher there; the other variants do not alternate). Right: the single
+# class-teacher and ASDT on every seed. Below: over ASDT's evaluation intervals, the student's mean change in
+# intervals that hold a pulse and in those that do not.
+
+# %%
+def curve_of(name, key="val_student"):
+    h = [x for x in results[name]["history"] if key in x]
+    return [x["step"] for x in h], [100 * x[key] for x in h]
+
+
+t_axis = np.arange(SETTINGS["steps"])
+pulse = np.array([pwm_signal(i, T, tau) for i in t_axis]) & (t_axis >= SETTINGS["warmup"])
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
+for ax in axes:
+    ax.fill_between(t_axis, 0, 100, where=pulse, step="post", color="tab:red", alpha=0.12, lw=0, label="ASDT's pulses")
+    ax.axvline(SETTINGS["warmup"], color="grey", ls=":", lw=1, label="end of warm-up")
+    ax.set_xlabel("iteration"), ax.grid(alpha=0.3)
+for row, mode in STRATEGIES.items():
+    axes[0].plot(*curve_of(f"{mode} seed={seed}" if mode in CENTRAL else mode), label=f"{row}: student")
+axes[0].plot(*curve_of(MAIN, "val_seg_teacher"), color="k", ls="--", lw=1, label="ASDT: seg-teacher P^st")
+for s_ in SEEDS:
+    line, = axes[1].plot(*curve_of(f"class seed={s_}"), label=f"single class-teacher, seed {s_}")
+    axes[1].plot(*curve_of(f"alternate seed={s_}"), ls="--", color=line.get_color(), label=f"ASDT, seed {s_}")
+axes[0].set_ylabel("val mIoU (%), 48 images, no CRF")
+axes[0].set_title(f"first seed ({seed})", fontsize=10), axes[1].set_title("every seed", fontsize=10)
+lows = [min(curve_of(n)[1]) for n in results if "history" in results[n] and any("val_student" in x for x in results[n]["history"])]
+axes[0].set_ylim(max(0, min(lows) - 5), None)
+axes[0].legend(fontsize=7, loc="lower right"), axes[1].legend(fontsize=7, loc="lower right", ncol=2)
+fig.tight_layout()
+fig.savefig(figures_dir / "asdt_mechanism.png", dpi=110, bbox_inches="tight")
+steps_, vals_ = curve_of(MAIN)
+with_pulse, without = [], []
+for a, b, va, vb in zip(steps_[:-1], steps_[1:], vals_[:-1], vals_[1:]):
+    (with_pulse if pulse[a:b].any() else without).append(vb - va)
+MECHANISM = {"intervals_with_pulse": len(with_pulse), "mean_change_with_pulse": float(np.mean(with_pulse)) if with_pulse else None,
+             "intervals_without": len(without), "mean_change_without": float(np.mean(without)) if without else None,
+             "final_student": {row: curve_of(f"{m} seed={seed}" if m in CENTRAL else m)[1][-1] for row, m in STRATEGIES.items()}}
+print(f"ASDT's student (first seed), change of val mIoU per {EVAL_EVERY}-iteration interval: "
+      + (f"{MECHANISM['mean_change_with_pulse']:+.2f} points on average over the {len(with_pulse)} intervals with a pulse, " if with_pulse else "")
+      + (f"{MECHANISM['mean_change_without']:+.2f} over the {len(without)} without" if without else ""))
+
+# %% [markdown]
 # ## 4. What each teacher hands the student
 #
 # The paper's Fig. 3 and 4 argue that the class-teacher's labels are reliable but cover only the
@@ -414,7 +471,8 @@ viz.image_grid([[viz.to_hwc(im) for im in shown["image"]], [viz.heatmap(im, c) f
 # %% [markdown]
 # How much of the truth does each label speak for, and how rightly? Over the val images (their tags
 # give the CAMs, as in training): the share of background and of foreground pixels that carry a label,
-# and the accuracy of the labelled ones. RRM calls background *sure* only where
+# and the accuracy of the labelled ones - each label on its own coverage - and, to compare like with like, each
+# label's accuracy on the same pixels: those $[\mathbf{B}^{ct}, \mathbf{R}^{ct}]$ labels. RRM calls background *sure* only where
 # $(1-\max_c \mathrm{CAM}_c)^{32} > 0.8$, that is where every CAM is below $1 - 0.8^{1/32} \approx
 # 0.007$, so the last column counts the background pixels that pass that bar.
 
@@ -423,19 +481,26 @@ LABELS = {"[B^ct, R^ct]": lambda images, cams, tags, p_st: model.pseudo_labels(i
           "B^st": lambda images, cams, tags, p_st: model.seg_side_label(images, cams, p_st, "seg"),
           "naive max label": lambda images, cams, tags, p_st: model.seg_side_label(images, cams, p_st, "max")}
 counts = {key: {} for key in LABELS}
+same_pixels = {key: [0, 0] for key in LABELS}        # right, total on the pixels [B^ct, R^ct] labels
 quiet_bg = [0, 0]
 with torch.no_grad():
     for batch in torch.utils.data.DataLoader(val_set, batch_size=eval_batch, collate_fn=collate):
         images, tags, masks = batch["image"].to(dev), batch["labels"].to(dev), batch["mask"].to(dev)
         _, _, cams = model.class_teacher(images, tags)
         p_st, _ = branch_probs(model, images)
-        for key, make in LABELS.items():
-            for k, v in label_coverage(make(images, cams, tags, p_st), masks).items():
+        made = {key: make(images, cams, tags, p_st) for key, make in LABELS.items()}
+        where = (made["[B^ct, R^ct]"] != 255) & (masks != 255)
+        for key, lab in made.items():
+            for k, v in label_coverage(lab, masks).items():
                 counts[key][k] = counts[key].get(k, 0) + v
+            same_pixels[key][0] += int((lab[where] == masks[where]).sum())
+            same_pixels[key][1] += int(where.sum())
         bg = masks == 0
         quiet_bg[0] += int((bg & (cams.amax(1) < 1 - 0.8 ** (1 / 32))).sum())
         quiet_bg[1] += int(bg.sum())
 coverage = {key: coverage_summary(c) for key, c in counts.items()}
+for key, (right, total) in same_pixels.items():
+    coverage[key]["accuracy on the pixels [B^ct, R^ct] labels"] = right / max(total, 1)
 coverage["[B^ct, R^ct]"]["background with every CAM < 0.007"] = quiet_bg[0] / max(quiet_bg[1], 1)
 pd.DataFrame(coverage).T.mul(100).round(1)
 
@@ -533,10 +598,9 @@ for i, col in enumerate(COLUMNS):
 # ## 7. Table 5: the components
 #
 # The reliability mask $\mathbf{R}^{ct}$ and $\mathcal{L}_{str}$ are training switches: each row
-# without one is its own run, trained from the first iteration (`full` and `paper` run them; `quick`
-# leaves out these two more runs of 1200 iterations to save time, so its table has only the test-time
-# rows). CRF post-processing and the fusion rule are test-time choices,
-# read off the full model (first seed).
+# without one is its own run, trained from the first iteration (first seed, every profile). CRF post-processing
+# and the fusion rule are test-time choices, read off the full model (first seed). Every row is one run, judged
+# with Table 4's seed std; the two component claims (the full model above each training row) are printed as pairs.
 
 # %%
 full = miou[MAIN]
@@ -551,6 +615,10 @@ table5 += [{"row": "without CRF", "R^ct": "yes", "L_str": "yes", "CRF": "", "fus
 t5 = pd.DataFrame(table5).set_index("row")
 display(t5.round(2))
 print(V.line(V.ordering("Table 5 (one seed)", (t5["ours"] / 100).to_dict(), (t5["paper"] / 100).to_dict(), tie=0.0005)))
+if SETTINGS["table5_runs"]:
+    for row in ("without R^ct", "without L_str"):
+        print(V.line(V.pair(f"Table 5, the full model above the run {row}", [full["P max + CRF"] / 100], [t5.loc[row, "ours"] / 100],
+                            a_name="full", b_name=row)) + f"; paper {t5.loc['full (max)', 'paper']} vs {t5.loc[row, 'paper']}")
 print("(pairs the paper separates by 0.05 points or less, fusion max vs mean, are not counted)")
 
 # %% [markdown]
@@ -686,7 +754,7 @@ summary = {
     "all_runs": {name: r["miou"] for name, r in results.items()},
     "run_seconds": {name: {"train": r["train_seconds"], "eval": r["eval_seconds"]} for name, r in results.items()},
     "verdicts": V.entries, "headroom": HEADROOM, "ceiling": results["Ceiling (full masks)"]["miou"],
-    "label_coverage": coverage, "retrain": retrain_result, "grid_seconds": grid_seconds,
+    "label_coverage": coverage, "mechanism": MECHANISM, "retrain": retrain_result, "grid_seconds": grid_seconds,
     "dataset": dataset, "settings": SETTINGS, "parameters": {k: str(v) for k, v in params.items()},
 }
 print(f"alternative dual teacher, P = max(P^st, P^s) + CRF: {fmt(own)} mIoU on val over seeds {SEEDS} "

@@ -356,9 +356,15 @@ def plot_sweep(points: dict[str, Sequence[tuple[float, float | Sequence[float] |
                 seeds.append(vals)
         if not xs:
             continue
-        n = max(len(v) for v in seeds)
-        bars = ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, elinewidth=1,
-                           label=f"{name} (mean ± std, {n} seeds)" if n > 1 else name)
+        counts = sorted({len(v) for v in seeds})
+        if counts == [1]:
+            label = name
+        elif len(counts) == 1:
+            label = f"{name} (mean ± std, {counts[0]} seeds)"
+        else:                                   # points with different seed counts: say which ran once
+            several = [x for x, v in zip(xs, seeds) if len(v) > 1]
+            label = f"{name} (mean ± std over the seeds at {', '.join(f'{x:g}' for x in several)}; 1 run elsewhere)"
+        bars = ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, elinewidth=1, label=label)
         colour = bars.lines[0].get_color()
         ax.scatter([x for x, v in zip(xs, seeds) for _ in v], [u for v in seeds for u in v], s=12, alpha=0.45,
                    color=colour, edgecolors="none", zorder=3)

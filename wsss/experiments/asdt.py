@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..data.transforms import normalize
+from ..evaluate import evaluate
 from ..methods.asdt import ASDT, ST_GAUSSIAN, fuse
 from ..ops import upsample
 from ..refine.crf import crf_label
@@ -52,6 +53,34 @@ def predictor(model: ASDT, outputs, *, crf_bilateral: tuple[float, float, float]
         return out
 
     return predict
+
+
+class BranchCurve:
+    """The evaluation callback of :func:`wsss.train.train` for the mechanism plot (the paper's Fig. 4 argues from
+    trajectories): val mIoU of the seg-teacher P^st and of the student P^s (argmax, single scale, no CRF) on the
+    first ``images`` images of ``dataset``, every ``evaluate_every`` iterations of a run. An importable class, so
+    that spawned workers can run it. Returns {"seg_teacher": fraction, "student": fraction}."""
+
+    def __init__(self, dataset, images: int = 64, batch_size: int = 32):
+        if images < 1:
+            raise ValueError(f"images={images} must be at least 1")
+        self.dataset, self.n, self.batch_size = dataset, min(images, len(dataset)), batch_size
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return self.dataset[i]
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    def __call__(self, model) -> dict:
+        device = next(model.parameters()).device
+        cms = evaluate(predictor(model, ["P^st", "P^s"], crf_bilateral=(1.0, 1.0, 1.0)), self, batch_size=self.batch_size,
+                       device=device)
+        return {"seg_teacher": cms["P^st"].miou(), "student": cms["P^s"].miou()}
 
 
 CEILING_OUTPUTS = {"seg": False, "seg + CRF": True}
