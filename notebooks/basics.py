@@ -27,6 +27,10 @@
 # * **full supervision**: the same kind of network trained on the real masks - the ceiling.
 #
 # The gap between them is the room every paper's gain has to fit in.
+#
+# **At a glance.** Read this notebook first: the others assume its pieces. `quick` (the committed run) takes about
+# 3 minutes on a 2-core CPU; `full` (one GPU) uses larger images and networks. To browse every cell in under a minute,
+# run with `profile = "smoke"` (its numbers mean nothing).
 
 # %% tags=["parameters"]
 dataset = "synthetic"      # "synthetic" (generated here, no download), "voc", "coco", "cocostuff10k"
@@ -254,3 +258,15 @@ path = write_results(results_dir, "basics", profile, summary)
 print(f"fully supervised {100 * fully_supervised_miou:.1f} | CAM {100 * cam_miou:.1f} | CAM + CRF {100 * cam_crf_miou:.1f} mIoU")
 print(f"headroom target (full >= 80, CAM in 30-65): {'met' if headroom_ok else 'NOT met'}")
 print(f"wall time of this notebook: {wall:.0f} s ({wall / 60:.1f} min); results in {path}")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each is one papermill run (`python -m wsss.run_notebooks basics -p NAME VALUE` writes to `runs/basics-quick/`);
+# `python -m wsss.compare basics` then lists every number that moved.
+#
+# 1. `-p cam_bg_threshold 0.2`, then `0.4`: the background score below which a CAM pixel is background. Which way does
+#    the CAM pseudo label's mIoU move, and what happens to the background and object IoUs in the per-class table?
+# 2. `-p crf_iterations 1`: one mean-field step instead of ten. How much of the CRF's gain over the plain CAM is left?
+# 3. `-p classifier_steps 200`: a less trained tag classifier. Do its CAMs cover less of each object, or leak more
+#    onto the background (the CAM figure)?

@@ -32,6 +32,12 @@
 #
 # This notebook shows the pieces beside the equations, the refiners' kernels and the CAM correspondences as
 # pictures, trains AFA and TSCD, and puts our numbers beside the paper's Tables 1, 3, 4 and 5.
+#
+# **At a glance.** Paper: Xu et al., AAAI 2023, [arXiv:2302.13765](https://arxiv.org/abs/2302.13765); AFA: Ru et al.,
+# CVPR 2022. Claim (Table 1): TSCD above AFA on VOC val, 65.0 vs 63.8 mIoU (67.3 vs 66.0 with a CRF). `quick` (the
+# committed run, about 7 minutes on a 2-core CPU): a small MiT on 64 px images, AFA and TSCD over three seeds, Table 3
+# and 4 rows once, Table 5 as label quality; `full` (one GPU) adds the WR38 rows and trains Table 5's refiners. To browse
+# every cell in about a minute, run with `profile = "smoke"` (its numbers mean nothing).
 
 # %% tags=["parameters"]
 dataset = "synthetic"      # "synthetic" (generated here, no download), "voc", "coco", "cocostuff10k"
@@ -587,3 +593,16 @@ summary["step_timing"] = {**timing, "pieces_ms": pieces, "device": dev.type, "th
 path = write_results(results_dir, "tscd", profile, summary)
 shutil.rmtree(workdir, ignore_errors=True)     # the checkpoints this notebook made (scratch_folder)
 print(f"results: {path}")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each is one run: `python -m wsss.run_notebooks tscd -p NAME VALUE` (results in `runs/tscd-quick/`), then
+# `python -m wsss.compare tscd`.
+#
+# 1. `-p beta 0`: VARM without its variation term, a PAR-like kernel. Compare Table 5's VARM and PAR rows and the
+#    refiner figure's "VARM - PAR" panel with the committed ones.
+# 2. `-p view_scale 0.5`: SCD's and L_equ's second view at half size (a larger CAM map than 3 x 3). Does Table 3's
+#    "+VARM +SCD" row move by more than the seeds' std?
+# 3. `-p lambda2 0`: L_reg off (its weight is derived in Section 1). Compare TSCD's seg and seg + CRF columns: does the
+#    test-time CRF make up for the training-time CRF loss?

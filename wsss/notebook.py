@@ -268,7 +268,7 @@ def scratch_folder(base: Path, notebook: str, profile: str) -> Path:
 
 
 def floor_miou(val_set, *, batch_size: int = 16) -> float:
-    """The floor of the room (DESIGN.md): the mIoU of predicting background everywhere on ``val_set`` (10.7% on
+    """The floor of the room (docs/design.md): the mIoU of predicting background everywhere on ``val_set`` (10.7% on
     the quick benchmark's val split: background covers 75% of its labelled pixels)."""
     from .evaluate import evaluate
     return evaluate(lambda batch: torch.zeros_like(batch["mask"]), val_set, batch_size=batch_size).miou()

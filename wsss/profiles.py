@@ -1,4 +1,4 @@
-"""The settings of every notebook at every profile, in one place (DESIGN.md "Profiles").
+"""The settings of every notebook at every profile, in one place (docs/design.md "Profiles").
 
 | profile | where | what for |
 |---|---|---|

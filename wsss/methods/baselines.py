@@ -6,7 +6,7 @@
   bound that weak supervision tries to approach.
 * :class:`MaskSupervised` - a notebook's *ceiling*: its own encoder and its own kind of output (AFA's SegFormer
   decoder, RML's decoder-free map, DeepLab-v3+) trained on the full masks at the notebook's size and schedule,
-  the top of the room a weakly supervised method has to climb (DESIGN.md "Can the miniature test the claim?").
+  the top of the room a weakly supervised method has to climb (docs/design.md "Can a run test a claim?").
 """
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ def ema_horizon(alpha: float) -> float:
 
 def alpha_for_run(alpha: float, steps: int, paper_steps: int = PAPER_STEPS) -> float:
     """The decay whose horizon is the same share of a run of ``steps`` as ``alpha``'s is of the paper's 52,920 steps
-    (DESIGN.md: an iteration count keeps its meaning as a share of the run): 1 - 1 / (steps x h / paper_steps),
+    (docs/design.md: an iteration count keeps its meaning as a share of the run): 1 - 1 / (steps x h / paper_steps),
     h = 1 / (1 - alpha); 0 (the teacher is the student) when that horizon is under one step."""
     horizon = ema_horizon(alpha) * steps / paper_steps
     return 0.0 if horizon <= 1 else 1.0 - 1.0 / horizon
