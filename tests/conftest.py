@@ -7,13 +7,13 @@ from wsss.data.synthetic import palette, write_benchmark
 
 @pytest.fixture(scope="session")
 def tiny_benchmark(tmp_path_factory):
-    """The synthetic benchmark at its 'tiny' profile (48 px, 24 train + 12 val images)."""
-    return write_benchmark(tmp_path_factory.mktemp("bench") / "synthetic", "tiny", seed=0, progress=False)
+    """The synthetic benchmark at its 'smoke' profile (48 px, 24 train + 12 val images)."""
+    return write_benchmark(tmp_path_factory.mktemp("bench") / "synthetic", "smoke", seed=0, progress=False)
 
 
 @pytest.fixture(scope="session")
 def photo_folder(tiny_benchmark, tmp_path_factory):
-    """A VOC-layout folder of one's own with photo-sized images: the tiny benchmark blown up 8x (384 px),
+    """A VOC-layout folder of one's own with photo-sized images: the smoke benchmark blown up 8x (384 px),
     classes.txt beside it, no tag file (tags come from the masks)."""
     dst = tmp_path_factory.mktemp("photos") / "photos"
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):

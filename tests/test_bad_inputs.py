@@ -108,9 +108,9 @@ def benchmark_with_user_file(tmp_path):
     root = tmp_path / "bench"
     (root / "JPEGImages").mkdir(parents=True)
     (root / "benchmark.json").write_text(json.dumps({"generator_version": synthetic.GENERATOR_VERSION,
-                                                     "profile": "tiny", "seed": 0}))
+                                                     "profile": "smoke", "seed": 0}))
     (root / "notes.txt").write_text("mine\n")
-    write_benchmark(root, "tiny", 1, progress=False)
+    write_benchmark(root, "smoke", 1, progress=False)
 
 
 def open_data_synthetic(tmp_path):
@@ -120,7 +120,7 @@ def open_data_synthetic(tmp_path):
 
 def file_as_out(tmp_path):
     (tmp_path / "out").write_text("a file\n")
-    write_benchmark(tmp_path / "out", "tiny", progress=False)
+    write_benchmark(tmp_path / "out", "smoke", progress=False)
 
 
 def split_text(text, *, split="train", encoding="utf-8", name="voc", **kw):
@@ -305,7 +305,7 @@ def wsss_data_file(t):
     old = os.environ.get("WSSS_DATA")
     os.environ["WSSS_DATA"] = str(a_file(t))
     try:
-        ensure_benchmark(None, "tiny", 0, progress=False)
+        ensure_benchmark(None, "smoke", 0, progress=False)
     finally:
         if old is None:
             os.environ.pop("WSSS_DATA")
@@ -321,26 +321,26 @@ def compare_truncated(t):
 
 BAD_INPUTS = [
     # -- the synthetic benchmark never replaces a folder it did not write ----------------------------
-    ("synthetic-write-over-user-folder", lambda t: write_benchmark(user_folder(t), "tiny", progress=False),
+    ("synthetic-write-over-user-folder", lambda t: write_benchmark(user_folder(t), "smoke", progress=False),
      DatasetError, r"data: is not a generated synthetic benchmark \(no benchmark.json\)"),
-    ("synthetic-ensure-over-user-folder", lambda t: ensure_benchmark(user_folder(t), "tiny", 0, progress=False),
+    ("synthetic-ensure-over-user-folder", lambda t: ensure_benchmark(user_folder(t), "smoke", 0, progress=False),
      DatasetError, r"data: is not a generated synthetic benchmark .*use dataset=\"voc\""),
-    ("synthetic-cli-over-user-folder", lambda t: synthetic_main(["--out", str(user_folder(t)), "--profile", "tiny"]),
+    ("synthetic-cli-over-user-folder", lambda t: synthetic_main(["--out", str(user_folder(t)), "--profile", "smoke"]),
      SystemExit, r"data: is not a generated synthetic benchmark"),
     ("synthetic-open_data-over-user-folder", open_data_synthetic,
      DatasetError, r"data: is not a generated synthetic benchmark .*dataset=\"voc\""),
-    ("synthetic-foreign-benchmark-json", lambda t: ensure_benchmark(fake_benchmark(t, '{"name": "mine"}'), "tiny"),
+    ("synthetic-foreign-benchmark-json", lambda t: ensure_benchmark(fake_benchmark(t, '{"name": "mine"}'), "smoke"),
      DatasetError, r"data: is not a generated synthetic benchmark \(its benchmark.json was not written by"),
-    ("synthetic-corrupt-benchmark-json", lambda t: write_benchmark(fake_benchmark(t, "{"), "tiny"),
+    ("synthetic-corrupt-benchmark-json", lambda t: write_benchmark(fake_benchmark(t, "{"), "smoke"),
      DatasetError, r"data: is not a generated synthetic benchmark"),
     ("synthetic-benchmark-holding-user-file", benchmark_with_user_file,
      DatasetError, r"bench: is a generated synthetic benchmark but also holds \['notes.txt'\]"),
     ("synthetic-out-is-a-file", file_as_out, DatasetError, r"out: exists and is not a folder"),
-    ("synthetic-seed-negative", lambda t: write_benchmark(t / "b", "tiny", seed=-1),
+    ("synthetic-seed-negative", lambda t: write_benchmark(t / "b", "smoke", seed=-1),
      ValueError, r"seed=-1 is not valid"),
-    ("synthetic-seed-not-integer", lambda t: ensure_benchmark(t / "b", "tiny", seed=1.5), ValueError, r"seed=1.5"),
+    ("synthetic-seed-not-integer", lambda t: ensure_benchmark(t / "b", "smoke", seed=1.5), ValueError, r"seed=1.5"),
     ("synthetic-cli-seed-negative",
-     lambda t: synthetic_main(["--out", str(t / "b"), "--profile", "tiny", "--seed", "-1"]),
+     lambda t: synthetic_main(["--out", str(t / "b"), "--profile", "smoke", "--seed", "-1"]),
      SystemExit, r"seed=-1 is not valid"),
     ("synthetic-profile-unknown", lambda t: ensure_benchmark(t / "b", "huge"),
      ValueError, r"profile='huge' is not known"),
@@ -545,9 +545,9 @@ def call_open_data(root):
 
 
 @pytest.mark.parametrize("entry", [
-    lambda root: write_benchmark(root, "tiny", progress=False),
-    lambda root: ensure_benchmark(root, "tiny", 0, progress=False),
-    lambda root: synthetic_main(["--out", str(root), "--profile", "tiny"]),
+    lambda root: write_benchmark(root, "smoke", progress=False),
+    lambda root: ensure_benchmark(root, "smoke", 0, progress=False),
+    lambda root: synthetic_main(["--out", str(root), "--profile", "smoke"]),
     call_open_data,
 ], ids=["write_benchmark", "ensure_benchmark", "cli", "open_data"])
 def test_synthetic_entry_points_leave_a_user_folder_alone(tmp_path, entry):
@@ -568,13 +568,13 @@ def test_cli_help_no_longer_promises_to_replace(capsys):
 
 
 def test_generated_benchmark_is_reused_then_regenerated_in_place(tmp_path):
-    root = ensure_benchmark(tmp_path / "b", "tiny", 0, progress=False)
+    root = ensure_benchmark(tmp_path / "b", "smoke", 0, progress=False)
     stamp = (root / "benchmark.json").stat().st_mtime_ns
-    assert ensure_benchmark(root, "tiny", 0, progress=False) == root
+    assert ensure_benchmark(root, "smoke", 0, progress=False) == root
     assert (root / "benchmark.json").stat().st_mtime_ns == stamp            # reused, not rewritten
-    ensure_benchmark(root, "tiny", 1, progress=False)                        # ours: regenerated
+    ensure_benchmark(root, "smoke", 1, progress=False)                        # ours: regenerated
     assert json.loads((root / "benchmark.json").read_text())["seed"] == 1
-    synthetic_main(["--out", str(root), "--profile", "tiny", "--seed", "2"])  # the CLI may replace it too
+    synthetic_main(["--out", str(root), "--profile", "smoke", "--seed", "2"])  # the CLI may replace it too
     assert json.loads((root / "benchmark.json").read_text())["seed"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]               # the old one and temporaries gone
     assert len(build_dataset("synthetic", root, "train_aug")) == 24
@@ -583,7 +583,7 @@ def test_generated_benchmark_is_reused_then_regenerated_in_place(tmp_path):
 def test_benchmark_is_the_same_whichever_way_it_was_written(tmp_path, tiny_benchmark):
     """An empty folder is filled, by renaming over it or, where that fails, by moving entries in."""
     (tmp_path / "empty").mkdir()
-    write_benchmark(tmp_path / "empty", "tiny", 0, progress=False)
+    write_benchmark(tmp_path / "empty", "smoke", 0, progress=False)
     (tmp_path / "empty2").mkdir()
     real_replace = os.replace
 
@@ -594,7 +594,7 @@ def test_benchmark_is_the_same_whichever_way_it_was_written(tmp_path, tiny_bench
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(synthetic.os, "replace", no_rename_over_dirs)
-        write_benchmark(tmp_path / "empty2", "tiny", 0, progress=False)
+        write_benchmark(tmp_path / "empty2", "smoke", 0, progress=False)
     reference = snapshot(tiny_benchmark)
     assert snapshot(tmp_path / "empty") == reference
     assert snapshot(tmp_path / "empty2") == reference

@@ -42,8 +42,8 @@ def test_benchmark_layout_and_samples(tiny_benchmark):
 
 
 def test_benchmark_is_deterministic_and_seeded(tmp_path, tiny_benchmark):
-    again = write_benchmark(tmp_path / "again", "tiny", seed=0, progress=False)
-    other = write_benchmark(tmp_path / "other", "tiny", seed=1, progress=False)
+    again = write_benchmark(tmp_path / "again", "smoke", seed=0, progress=False)
+    other = write_benchmark(tmp_path / "other", "smoke", seed=1, progress=False)
     name = "train_aug_00003"
     same = [(tiny_benchmark / d / f"{name}{e}").read_bytes() == (again / d / f"{name}{e}").read_bytes()
             for d, e in (("JPEGImages", ".jpg"), ("SegmentationClass", ".png"))]
@@ -53,23 +53,55 @@ def test_benchmark_is_deterministic_and_seeded(tmp_path, tiny_benchmark):
 
 def test_benchmark_has_context_bias_and_several_objects(tiny_benchmark):
     meta = json.loads((tiny_benchmark / "benchmark.json").read_text())
-    assert meta["profile"] == "tiny" and 0.5 < meta["p_context"] < 1
+    assert meta["profile"] == "smoke" and 0.5 < meta["p_context"] < 1
     counts = [len(json.loads((tiny_benchmark / "clicks.json").read_text())[f"train_aug_{i:05d}"]) for i in range(24)]
     assert max(counts) > min(counts)   # images hold different numbers of objects
 
 
 def test_ensure_benchmark_caches(tmp_path):
-    root = ensure_benchmark(tmp_path / "b", "tiny", 0, progress=False)
+    root = ensure_benchmark(tmp_path / "b", "smoke", 0, progress=False)
     stamp = (root / "benchmark.json").stat().st_mtime_ns
-    assert ensure_benchmark(tmp_path / "b", "tiny", 0, progress=False) == root
+    assert ensure_benchmark(tmp_path / "b", "smoke", 0, progress=False) == root
     assert (root / "benchmark.json").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="profile"):
         ensure_benchmark(tmp_path / "c", "huge", 0)
 
 
 def test_command_line(tmp_path, capsys):
-    synthetic_main(["--out", str(tmp_path / "cli"), "--profile", "tiny", "--seed", "3"])
+    synthetic_main(["--out", str(tmp_path / "cli"), "--profile", "smoke", "--seed", "3"])
     assert json.loads((tmp_path / "cli" / "benchmark.json").read_text())["seed"] == 3
+
+
+def test_tiny_is_the_old_name_of_the_smoke_profile_and_still_works(tmp_path, tiny_benchmark, capsys, monkeypatch):
+    """The benchmark's smallest profile is called smoke, as everywhere else; "tiny" (its old name) still gives
+    the same benchmark, with a deprecation note, and is written (benchmark.json, the cache folder) as smoke."""
+    from wsss.data.synthetic import ALIASES, PROFILES
+
+    assert tuple(PROFILES) == ("smoke", "quick", "full") and ALIASES == {"tiny": "smoke"}
+    with pytest.warns(DeprecationWarning, match="'tiny' is now called 'smoke'"):
+        assert PROFILES["tiny"] is PROFILES["smoke"]
+    with pytest.warns(DeprecationWarning, match="'tiny' is now called 'smoke'"):
+        old = write_benchmark(tmp_path / "old", "tiny", seed=0, progress=False)
+    assert json.loads((old / "benchmark.json").read_text())["profile"] == "smoke"
+    for d, e in (("JPEGImages", ".jpg"), ("SegmentationClass", ".png"), ("SegmentationObject", ".png")):
+        assert (old / d / f"val_00005{e}").read_bytes() == (tiny_benchmark / d / f"val_00005{e}").read_bytes()
+    stamp = (old / "benchmark.json").stat().st_mtime_ns
+    with pytest.warns(DeprecationWarning):
+        assert ensure_benchmark(old, "tiny", 0, progress=False) == old          # the cached smoke one is reused
+    assert (old / "benchmark.json").stat().st_mtime_ns == stamp
+    meta = json.loads((old / "benchmark.json").read_text())                  # a benchmark cached under the old name
+    (old / "benchmark.json").write_text(json.dumps(dict(meta, profile="tiny")))
+    assert ensure_benchmark(old, "smoke", 0, progress=False) == old           # is ours: rewritten as smoke, not refused
+    assert json.loads((old / "benchmark.json").read_text())["profile"] == "smoke"
+    monkeypatch.setenv("WSSS_DATA", str(tmp_path / "cache"))
+    with pytest.warns(DeprecationWarning):
+        assert ensure_benchmark(None, "tiny", 0, progress=False) == tmp_path / "cache" / "synthetic-smoke-seed0"
+    synthetic_main(["--out", str(tmp_path / "cli"), "--profile", "tiny"])   # an old command still runs
+    assert "use --profile smoke" in capsys.readouterr().err
+    assert json.loads((tmp_path / "cli" / "benchmark.json").read_text())["profile"] == "smoke"
+    with pytest.raises(SystemExit) as stop:
+        synthetic_main(["--out", str(tmp_path / "x"), "--profile", "huge"])
+    assert stop.value.code == 2 and "invalid choice: 'huge' (choose from smoke, quick, full)" in capsys.readouterr().err
 
 
 # ---- own folders and their errors -------------------------------------------------------------------
@@ -176,7 +208,7 @@ def test_benchmark_masks_have_a_thin_ignore_band_around_objects_as_voc():
     from wsss.data.synthetic import PROFILES, ignore_band, render_image
 
     rng = np.random.default_rng([0, 0, 2])
-    image, mask, inst, present = render_image(rng, PROFILES["tiny"])
+    image, mask, inst, present = render_image(rng, PROFILES["smoke"])
     band = mask == 255
     assert band.any() and (inst[band] == 255).all()
     assert sorted(set(np.unique(mask)) - {0, 255}) == present             # tags follow the masks

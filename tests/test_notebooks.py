@@ -1,6 +1,7 @@
 """Notebook plumbing: parameter checks (including misspelt papermill names) and the runner."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -147,12 +148,50 @@ def test_compare_prints_what_changed_with_the_seeds_spread(tmp_path, capsys):
     assert rows[0]["change"] == pytest.approx(0.03) and rows[0]["seeds' std"] == 0.02
     (tmp_path / "new.json").write_text(json.dumps(new))
     (tmp_path / "old.json").write_text(json.dumps(old))
-    assert main([str(tmp_path / "new.json"), str(tmp_path / "old.json")]) == 1
+    assert main([str(tmp_path / "new.json"), str(tmp_path / "old.json")]) == 1      # +3.0 pp, beyond the 2.0 pp spread
     out = capsys.readouterr().out
-    assert "2 of 4 numbers differ; the first: table5[0].miou (0.5 committed, 0.53 this run)" in out
+    assert "2 of 4 numbers differ; the first: table5[0].miou (50.0% committed, 53.0% this run)" in out
+    assert re.search(r"\+3\.0 pp +2\.0 pp +MOVED", out) and "extra" in out and "one json only" in out
+    assert "1 of 2 differing numbers moved beyond the seeds' spread" in out
     assert "wall_time" not in out and "identical" not in out
     assert main([str(tmp_path / "old.json"), str(tmp_path / "old.json")]) == 0
     assert "identical: all 3 numbers match" in capsys.readouterr().out
+
+
+def test_compare_exits_1_only_when_a_number_moved_beyond_the_seeds_spread(tmp_path, capsys):
+    """CI can use the exit status: 0 when every change lies within the seeds' spread (a number without a spread
+    counts only with --strict), 1 when one moved beyond it, 2 for a usage error; fractions print in %."""
+    from wsss.compare import is_fraction, main, moved
+
+    def write(name, data):
+        (tmp_path / name).write_text(json.dumps(data))
+        return str(tmp_path / name)
+
+    old = write("old.json", {"table4": [{"row": "ASDT", "miou": 0.500, "miou_std": 0.010}], "cam_miou": 0.40,
+                             "steps": 1200, "per_class_iou": {"disc": 61.0}})
+    within = write("within.json", {"table4": [{"row": "ASDT", "miou": 0.508, "miou_std": 0.012}], "cam_miou": 0.41,
+                                   "steps": 1200, "per_class_iou": {"disc": 62.5}})
+    beyond = write("beyond.json", {"table4": [{"row": "ASDT", "miou": 0.470, "miou_std": 0.010}], "cam_miou": 0.40,
+                                   "steps": 1200, "per_class_iou": {"disc": 61.0}})
+    assert main([within, old]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"table4\[0\]\.miou +50\.0% +50\.8% +\+0\.8 pp +1\.2 pp +within", out)   # the larger std of the two
+    assert "40.0%" in out and "41.0%" in out and "no spread" in out and "none moved beyond the seeds' spread" in out
+    assert "62.5" in out and "6250" not in out                 # a number already in % is not multiplied again
+    assert main([within, old, "--strict"]) == 1                # single-run changes count under --strict
+    assert main([within, old, "--spread-factor", "0.5"]) == 1  # 0.8 pp > 0.5 x 1.2 pp
+    capsys.readouterr()
+    assert main([beyond, old]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"-3\.0 pp +1\.0 pp +MOVED", out) and "1 of 1 differing numbers moved" in out
+    row = {"what": "x.loss", "committed": 0.3, "this run": 0.2, "change": -0.1, "seeds' std": None}
+    assert not is_fraction(row) and not moved(row) and moved(row, strict=True)
+    assert not is_fraction({"what": "seeds[1]", "committed": 1, "this run": 0, "change": -1, "seeds' std": None})
+    for argv in ([str(tmp_path / "missing.json"), old], [within, old, "--spread-factor", "-1"], [within, old, "--bogus"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+    assert "missing.json does not exist" in capsys.readouterr().err
 
 
 def test_compare_says_whether_the_benchmark_and_the_machine_were_the_same(tmp_path, capsys):
@@ -427,3 +466,88 @@ def test_checkpoints_live_in_the_run_folder_and_a_killed_runs_files_are_cleared(
         notebook.scratch_folder(results.parent, "asdt", "quick")
     assert (first / "mine.txt").read_text() == "kept"
     assert "/checkpoints/" in (ROOT / ".gitignore").read_text().split()      # a publish's base is the repository
+
+
+def _runner_repo(tmp_path, monkeypatch, fail=()):
+    """A repository with basics' and asdt's pairs and asdt's committed quick results (a wall time), the
+    notebooks' execution replaced by a stand-in that records each run's parameters (and fails those named
+    in ``fail``): the runner's own logic, without starting a kernel."""
+    import shutil
+
+    from wsss import notebook, run_notebooks
+
+    (tmp_path / "notebooks").mkdir()
+    for name in ("basics", "asdt"):
+        for suffix in (".ipynb", ".py"):
+            shutil.copy(ROOT / "notebooks" / f"{name}{suffix}", tmp_path / "notebooks")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "asdt-quick.json").write_text(json.dumps(
+        {"wall_time_s": 600.0, "meta": {"profile": "quick", "device": "cpu", "cpu_threads": 2}}))
+    monkeypatch.setattr(run_notebooks, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(notebook, "repo_root", lambda: tmp_path)
+    monkeypatch.delenv("WSSS_PROFILE", raising=False)
+    ran = {}
+
+    def fake_run(nb, out, params, *, cwd, log, scratch):
+        ran[nb.stem] = dict(params)
+        if nb.stem in fail:
+            scratch.mkdir(parents=True, exist_ok=True)
+            (scratch / f"{out.stem}.failed.ipynb").write_text("{}")
+            raise papermill.PapermillExecutionError(0, 1, "x", "RuntimeError", "boom", [])
+        out.write_text("{}")
+        return out
+
+    monkeypatch.setattr(run_notebooks, "run", fake_run)
+    return run_notebooks, ran
+
+
+def test_parameters_go_to_every_notebook_or_to_one_and_are_checked_before_anything_runs(tmp_path, monkeypatch, capsys):
+    run_notebooks, ran = _runner_repo(tmp_path, monkeypatch)
+    out = ["--output-dir", str(tmp_path / "out")]
+    assert run_notebooks.main(["basics", "asdt", "-p", "asdt.T", "150", "-p", "seed", "1", *out]) == 0
+    assert ran == {"basics": {"seed": 1}, "asdt": {"seed": 1, "T": 150}}
+    for argv, messages in [
+        (["-p", "tau", "5"], ["-p tau: unknown parameter 'tau' for notebook basics; basics takes ['cam_bg_threshold'",
+                              "give -p asdt.tau VALUE"]),
+        (["basics", "-p", "asdt.T", "150"], ["-p asdt.T: notebook 'asdt' is not being run (this run: basics)"]),
+        (["asdt", "-p", "asdt.TT", "150"], ["-p asdt.TT: unknown parameter 'TT' for notebook asdt (did you mean 'T'?); "
+                                            "asdt takes ['T', "]),
+        (["-p", "nope.T", "1"], ["-p nope.T: no notebook named 'nope'; there are ['asdt', 'basics']"]),
+    ]:
+        ran.clear()
+        with pytest.raises(SystemExit) as stop:
+            run_notebooks.main([*argv, *out])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "nothing was run" in err and not ran, argv
+        for message in messages:
+            assert message in err, (argv, err)
+    with pytest.raises(SystemExit):
+        run_notebooks.main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m wsss.run_notebooks")
+
+
+def test_keep_going_runs_the_rest_and_a_summary_ends_every_run(tmp_path, monkeypatch, capsys):
+    run_notebooks, ran = _runner_repo(tmp_path, monkeypatch, fail=("basics",))
+    out = ["--output-dir", str(tmp_path / "out")]
+    assert run_notebooks.main(["basics", "asdt", *out]) == 1              # stops at the first failure
+    text = capsys.readouterr()
+    assert list(ran) == ["basics"] and "basics.ipynb: FAILED" in text.err and "boom" in text.err
+    assert "not run: asdt (--keep-going runs the rest)" in text.out
+    assert re.search(r"summary: 0 of 2 notebook\(s\) ok\n\n +notebook +result +wall time +output\n"
+                     r" +basics +FAILED +0:00 +runs/basics-quick/basics\.failed\.ipynb \(the failed copy\)\n"
+                     r" +asdt +not run +- +-", text.out), text.out
+    # the estimate: the committed quick run's wall time where there is one, "unknown" where not
+    assert "estimate: unknown for basics (no committed results/basics-quick.json with a wall time at this profile); " \
+           "left, basics included: ~10 min plus basics (unknown)" in text.out
+    ran.clear()
+    assert run_notebooks.main(["basics", "asdt", "--keep-going", *out]) == 1
+    text = capsys.readouterr().out
+    assert list(ran) == ["basics", "asdt"] and "summary: 1 of 2 notebook(s) ok" in text
+    assert re.search(r" +asdt +ok +0:00 +.*out/asdt\.ipynb", text)
+    assert "estimate: ~10 min for asdt (the committed run's wall time, results/asdt-quick.json, cpu, 2 threads)" in text
+    ran.clear()
+    assert run_notebooks.main(["asdt", "-p", "steps", "10", *out]) == 0     # (basics lacks steps: asdt alone)
+    assert "; your -p values may change it" in capsys.readouterr().out
+    monkeypatch.setenv("WSSS_PROFILE", "smoke")                           # no committed smoke results: unknown
+    run_notebooks.main(["asdt", *out])
+    assert "estimate: unknown for asdt (no committed results/asdt-smoke.json" in capsys.readouterr().out

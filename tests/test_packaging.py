@@ -1,12 +1,24 @@
 """environment.yml and pyproject.toml must list the same dependencies with the same version floors."""
 import re
-import tomllib
 from pathlib import Path
+
+import pytest
+
+try:                                   # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:            # Python 3.10 (pyproject allows it): the same parser, from PyPI
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
 
 ROOT = Path(__file__).resolve().parent.parent
 # conda-forge names that differ from PyPI's
 CONDA_TO_PYPI = {"pytorch": "torch"}
-CONDA_ONLY = {"python", "pip", "cython"}   # the interpreter, the installer, pydensecrf2's build tool
+# the interpreter, the installer, and what pydensecrf2's build needs (Cython, a C++ compiler)
+CONDA_ONLY = {"python", "pip", "cython", "cxx-compiler"}
+needs_toml = pytest.mark.skipif(tomllib is None, reason="reading pyproject.toml needs tomllib (Python >= 3.11) or, "
+                                                        "on Python 3.10, the tomli package: pip install -e .[test]")
 
 
 def _split(req: str) -> tuple[str, str]:
@@ -14,10 +26,27 @@ def _split(req: str) -> tuple[str, str]:
     return m.group(1).lower(), m.group(2).replace(" ", "")
 
 
+def environment_python() -> str:
+    """The Python version environment.yml pins (its ``python=X.Y`` line)."""
+    m = re.search(r"^\s*-\s+python\s*=+\s*([0-9.]+)", (ROOT / "environment.yml").read_text(), re.M)
+    assert m, "environment.yml pins no python=X.Y"
+    return m.group(1)
+
+
 def pyproject_deps() -> dict[str, str]:
+    """pyproject's dependencies and test extra; one whose environment marker excludes environment.yml's Python
+    (tomli, for Python < 3.11) is left out, since that environment never installs it."""
+    from packaging.markers import Marker
+
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     reqs = data["project"]["dependencies"] + data["project"]["optional-dependencies"]["test"]
-    return dict(_split(r) for r in reqs)
+    env = {"python_version": environment_python(), "python_full_version": environment_python() + ".0"}
+    kept = []
+    for req in reqs:
+        req, _, marker = req.partition(";")
+        if not marker.strip() or Marker(marker.strip()).evaluate(env):
+            kept.append(req)
+    return dict(_split(r) for r in kept)
 
 
 def environment_deps() -> dict[str, str]:
@@ -40,11 +69,30 @@ def environment_deps() -> dict[str, str]:
     return deps
 
 
+@needs_toml
 def test_environment_and_pyproject_agree():
     py, env = pyproject_deps(), environment_deps()
     assert set(py) == set(env), f"only in pyproject: {set(py) - set(env)}, only in environment.yml: {set(env) - set(py)}"
     for name in py:
         assert py[name] == env[name], f"{name}: pyproject says {py[name]!r}, environment.yml says {env[name]!r}"
+
+
+def environment_names() -> list[str]:
+    """Every package name environment.yml lists (conda-only ones included)."""
+    return [m.group(1) for m in re.finditer(r"^\s*-\s+([A-Za-z0-9_.\-]+)", (ROOT / "environment.yml").read_text(), re.M)]
+
+
+@needs_toml
+def test_pyproject_is_readable_on_every_python_it_allows_and_pydensecrf2_can_be_built():
+    """A Python < 3.11 that pyproject allows has no tomllib: the test extra brings tomli there (and only there).
+    pydensecrf2 compiles C++ when installed: environment.yml brings conda-forge's compiler."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    floor = re.match(r">=\s*3\.(\d+)", data["project"]["requires-python"])
+    test = [r.replace(" ", "") for r in data["project"]["optional-dependencies"]["test"]]
+    if floor and int(floor.group(1)) < 11:
+        assert any(r.startswith("tomli>=") and r.endswith(";python_version<'3.11'") for r in test), test
+    assert "tomli" not in pyproject_deps() or tuple(map(int, environment_python().split("."))) < (3, 11)
+    assert "cxx-compiler" in environment_names() and "cython" in environment_names()
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -43,7 +43,7 @@ def test_every_notebook_has_every_profile_and_overrides_are_checked():
         profile_settings("asdt", "quick", stepz=3)
     with pytest.raises(ValueError, match="no settings for notebook 'nope'"):
         profile_settings("nope", "quick")
-    assert BENCHMARK["smoke"] == "tiny" and default_workers("cpu", "smoke") == 1 and default_workers("cuda", "quick") == 1
+    assert BENCHMARK["smoke"] == "smoke" and default_workers("cpu", "smoke") == 1 and default_workers("cuda", "quick") == 1
 
 
 def test_kernel_widths_scale_from_500_px_photos():

@@ -54,12 +54,12 @@ def test_unknown_or_unbuilt_standins_say_so(tmp_path, monkeypatch):
 
 
 def test_the_classification_set_draws_from_a_stream_no_split_uses():
-    data = standins.ClassificationSet(4, benchmark="tiny", seed=0, progress=False)
+    data = standins.ClassificationSet(4, benchmark="smoke", seed=0, progress=False)
     for offset in (0, 1):                         # the benchmark's train and val streams of the same seed
         rng = np.random.default_rng([0, offset, STREAM_VERSION])
-        split_first = render_image(rng, PROFILES["tiny"])[0]
+        split_first = render_image(rng, PROFILES["smoke"])[0]
         assert not np.array_equal(split_first.transpose(2, 0, 1), data.images[0])
-    again = standins.ClassificationSet(4, benchmark="tiny", seed=0, progress=False)
+    again = standins.ClassificationSet(4, benchmark="smoke", seed=0, progress=False)
     assert np.array_equal(again.images, data.images)          # deterministic
     sample = data[0]
     assert sample["labels"].shape == (6,) and sample["labels"].sum() >= 1
@@ -68,7 +68,7 @@ def test_the_classification_set_draws_from_a_stream_no_split_uses():
 
 
 def test_build_writes_weights_and_a_record(tmp_path):
-    recipe = standins.Recipe(benchmark="tiny", images=16, steps=3, batch_size=4, crop=40, warmup=1)
+    recipe = standins.Recipe(benchmark="smoke", images=16, steps=3, batch_size=4, crop=40, warmup=1)
     torch.manual_seed(7)
     before = torch.random.get_rng_state(), np.random.get_state()[1].copy()
     rec = standins.build_standin("mit-tiny", recipe=recipe, out=tmp_path, device="cpu", progress=False)

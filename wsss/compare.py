@@ -3,13 +3,24 @@
     python -m wsss.compare asdt                  # runs/asdt-quick/results/asdt-quick.json vs results/asdt-quick.json
     python -m wsss.compare basics --profile full
     python -m wsss.compare NEW.json OLD.json
+    python -m wsss.compare asdt --strict         # CI: any changed number fails, not only those beyond the spread
 
 Timings, the machine's description and other bookkeeping are left out; a row measured over several
 seeds shows its standard deviation beside the change, so a reader can tell a real change from noise.
 It says "identical" when every number matches, and otherwise names the first difference; before the
 numbers it says whether the two runs saw the same benchmark (its fingerprint), the same processor and
 the reproducible mode (``meta``), so a reader can tell a different benchmark from a different machine.
-Exit status: 0 identical, 1 different.
+Fractions (mIoU, gaps, accuracies: any non-integer number within [-1, 1] in both runs, losses and
+milliseconds aside) are printed in % with one decimal as the notebooks print them, their changes and
+spreads in percentage points (pp); other numbers (counts, steps, IoUs a notebook already wrote in %) as
+they are.
+
+A number *moved* when it changed by more than ``--spread-factor`` (default 1) times its seeds' spread:
+the larger of the two runs' seed standard deviations (``miou_std`` of its row). A number without a
+spread (one run, no seeds) cannot be told from noise: it is listed, and moves only under ``--strict``,
+which also counts a number found in one json only.
+Exit status: 0 nothing moved (identical, or every change within the seeds' spread), 1 a number moved,
+2 a usage error (a bad option, an unknown notebook, a missing or broken json).
 """
 from __future__ import annotations
 
@@ -34,22 +45,33 @@ def _leaves(node, path: str = "", spread: float | None = None):
         for i, value in enumerate(node):
             yield from _leaves(value, f"{path}[{i}]", spread)
     elif isinstance(node, (int, float)) and not isinstance(node, bool):
-        yield path, float(node), spread
+        yield path, node, spread          # an int stays an int: a count, never printed in %
 
 
 def differences(new: dict, old: dict, *, tolerance: float = 1e-9) -> list[dict]:
-    """The numbers that differ between two results jsons (or exist in only one), in file order."""
+    """The numbers that differ between two results jsons (or exist in only one), in file order. A row's
+    "seeds' std" is the larger of the two runs' (None where neither has one)."""
     old_values = {p: (v, s) for p, v, s in _leaves(old)}
     rows, seen = [], set()
     for path, value, spread in _leaves(new):
         seen.add(path)
-        before = old_values.get(path, (None, None))[0]
+        before, spread_before = old_values.get(path, (None, None))
         if before is None or abs(value - before) > tolerance:
+            spreads = [s for s in (spread, spread_before) if s is not None]
             rows.append({"what": path, "committed": before, "this run": value,
-                         "change": None if before is None else value - before, "seeds' std": spread})
+                         "change": None if before is None else value - before,
+                         "seeds' std": max(spreads) if spreads else None})
     rows += [{"what": p, "committed": v, "this run": None, "change": None, "seeds' std": s}
              for p, (v, s) in old_values.items() if p not in seen]
     return rows
+
+
+def moved(row: dict, *, factor: float = 1.0, strict: bool = False) -> bool:
+    """Whether a row of :func:`differences` moved: its change exceeds ``factor`` times its seeds' std; a
+    number without a std, or found in one json only, moves only when ``strict``."""
+    if row["change"] is None or row["seeds' std"] is None:
+        return strict
+    return abs(row["change"]) > factor * row["seeds' std"]
 
 
 def context(new_meta: dict, old_meta: dict) -> list[str]:
@@ -75,20 +97,54 @@ def context(new_meta: dict, old_meta: dict) -> list[str]:
     return lines
 
 
-def _plain(x) -> str:
-    return "absent" if x is None else f"{x:.6g}"
+_NOT_FRACTIONS = ("loss", "_ms")     # numbers in [0, 1] that are not fractions: losses, milliseconds
 
 
-def _fmt(x) -> str:
-    return "-" if x is None else f"{x:+.4f}" if isinstance(x, float) and abs(x) < 1 else f"{x:.4g}"
+def is_fraction(row: dict) -> bool:
+    """Whether the row's numbers are fractions, printed in %: non-integers within [-1, 1] in both runs
+    (mIoU, gaps, accuracies), losses and milliseconds aside. A number stored as an int is a count."""
+    values = [v for v in (row["committed"], row["this run"]) if v is not None]
+    return (not any(h in row["what"] for h in _NOT_FRACTIONS) and all(isinstance(v, float) for v in values)
+            and all(-1.0 <= v <= 1.0 for v in values))
+
+
+def _value(x, fraction: bool) -> str:
+    """A number as the notebooks print it: a fraction in % with one decimal, any other as it is."""
+    if x is None:
+        return "absent"
+    return f"{100 * x:.1f}%" if fraction else f"{x:.6g}"
+
+
+def _delta(x, fraction: bool, sign: bool = True) -> str:
+    """A change or spread: percentage points with one decimal for fractions, else 4 significant digits."""
+    if x is None:
+        return "-"
+    if fraction:
+        return f"{100 * x:{'+' if sign else ''}.1f} pp"
+    return f"{x:{'+' if sign else ''}.4g}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("new", help="a notebook name (its run folder's results) or a results json")
-    parser.add_argument("old", nargs="?", help="the results json to compare with (default: the committed one)")
-    parser.add_argument("--profile", default="quick")
+    parser = argparse.ArgumentParser(
+        prog="python -m wsss.compare", description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 nothing moved beyond the seeds' spread, 1 a number moved, 2 a usage error. "
+               "Fractions are printed in % (one decimal), their changes in percentage points (pp).")
+    parser.add_argument("new", help="a notebook name (compares runs/<name>-<profile>/results/<name>-<profile>.json, "
+                                    "written by python -m wsss.run_notebooks <name>), or a results .json")
+    parser.add_argument("old", nargs="?", help="the results .json to compare with (default: the committed "
+                                               "results/<name>-<profile>.json)")
+    parser.add_argument("--profile", default="quick",
+                        help="with a notebook name: the profile whose run and committed results are compared "
+                             "(default quick)")
+    parser.add_argument("--spread-factor", type=float, default=1.0, metavar="K",
+                        help="a number moved when its change exceeds K times the seeds' standard deviation "
+                             "(default 1)")
+    parser.add_argument("--strict", action="store_true",
+                        help="also count as moved a changed number that has no seeds' spread (one run) and a "
+                             "number found in only one of the jsons: exit 1 on any difference")
     args = parser.parse_args(argv)
+    if not args.spread_factor >= 0:
+        parser.error(f"--spread-factor {args.spread_factor} must be >= 0")
     if args.new.endswith(".json"):
         new = Path(args.new)
         old = Path(args.old) if args.old else repo_root() / "results" / new.name
@@ -101,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         old = Path(args.old) if args.old else repo_root() / "results" / name
     for path in (new, old):
         if not path.is_file():
-            parser.error(f"{path} does not exist (run the notebook first: python -m wsss.run_notebooks {args.new})")
+            parser.error(f"{path} does not exist" + ("" if args.new.endswith(".json") or path == old else
+                                                      f" (run the notebook first: python -m wsss.run_notebooks {args.new})"))
     loaded = []
     for path in (new, old):
         try:
@@ -117,15 +174,28 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"  identical: all {compared} numbers match")
         return 0
-    print(f"  {len(rows)} of {compared} numbers differ; the first: {rows[0]['what']} "
-          f"({_plain(rows[0]['committed'])} committed, {_plain(rows[0]['this run'])} this run)")
+    first, frac = rows[0], is_fraction(rows[0])
+    print(f"  {len(rows)} of {compared} numbers differ; the first: {first['what']} "
+          f"({_value(first['committed'], frac)} committed, {_value(first['this run'], frac)} this run)")
     width = max([len(r["what"]) for r in rows] + [4])
-    if rows:
-        print(f"  {'what':<{width}}  {'committed':>10}  {'this run':>10}  {'change':>9}  seeds' std")
+    print(f"  {'what':<{width}}  {'committed':>10}  {'this run':>10}  {'change':>10}  {'seeds' + chr(39) + ' std':>10}  moved")
+    verdict = {True: "MOVED", False: ""}
+    moves = []
     for r in rows:
-        print(f"  {r['what']:<{width}}  {_fmt(r['committed']):>10}  {_fmt(r['this run']):>10}  {_fmt(r['change']):>9}  "
-              f"{_fmt(r['seeds' + chr(39) + ' std'])}")
-    return 1
+        frac, m = is_fraction(r), moved(r, factor=args.spread_factor, strict=args.strict)
+        if m:
+            moves.append(r)
+        note = verdict[m] or ("no spread" if r["change"] is not None and r["seeds' std"] is None else
+                              "one json only" if r["change"] is None else "within")
+        print(f"  {r['what']:<{width}}  {_value(r['committed'], frac):>10}  {_value(r['this run'], frac):>10}  "
+              f"{_delta(r['change'], frac):>10}  {_delta(r['seeds' + chr(39) + ' std'], frac, sign=False):>10}  {note}")
+    rule = (f"change > {args.spread_factor:g} x the seeds' std" + ("; --strict: any change without a spread, "
+            "and a number in one json only" if args.strict else "; a number without a spread counts only with --strict"))
+    if moves:
+        print(f"  {len(moves)} of {len(rows)} differing numbers moved beyond the seeds' spread ({rule}): exit 1")
+        return 1
+    print(f"  none moved beyond the seeds' spread ({rule}): exit 0")
+    return 0
 
 
 if __name__ == "__main__":

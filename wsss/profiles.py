@@ -20,7 +20,7 @@ from . import reproducible
 PHOTO_PX = 500          # the papers' kernel widths are in pixels of VOC photos, about 500 x 375
 PROFILES = ("smoke", "quick", "full", "paper")
 # the synthetic benchmark's size at each notebook profile (None: the paper's real data)
-BENCHMARK = {"smoke": "tiny", "quick": "quick", "full": "full", "paper": None}
+BENCHMARK = {"smoke": "smoke", "quick": "quick", "full": "full", "paper": None}
 
 _SETTINGS = {
     "basics": {

@@ -9,7 +9,7 @@ final weights:
 * ``toy``: a small conv net (two 3x3 convolutions of 16 channels, ReLU, global average pooling, a
   linear layer to 4 classes), 40 AdamW steps on 8 random 32x32 images from ``torch.manual_seed(0)``;
 * ``resnet-tiny``: the package's own CAM classifier (:func:`wsss.experiments.pretrain_classifier`, the
-  notebooks' backbone, BN, AdamW, augmentation, data loading) for 30 steps on the ``tiny`` benchmark.
+  notebooks' backbone, BN, AdamW, augmentation, data loading) for 30 steps on the ``smoke`` benchmark.
 
 Then the fingerprint of the ``quick`` benchmark every committed run reads (:mod:`wsss.data.fingerprint`;
 generated on first use, a few seconds). On another x86-64 machine with AVX2, the same commit and the
@@ -63,7 +63,7 @@ def resnet_tiny() -> str:
     from .experiments.driver import pretrain_classifier
 
     with tempfile.TemporaryDirectory(prefix="wsss-reproduce-") as tmp:
-        root = ensure_benchmark(tmp, "tiny", 0, progress=False)
+        root = ensure_benchmark(tmp, "smoke", 0, progress=False)
         train_set = build_dataset("synthetic", root, "train_aug", transform=TrainTransform(48))
         classifier, _ = pretrain_classifier(train_set, backbone="resnet-tiny", steps=30, batch_size=8, seed=0,
                                             device="cpu", log_every=10, desc="resnet-tiny")

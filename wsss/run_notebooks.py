@@ -2,6 +2,8 @@
 
     python -m wsss.run_notebooks                      # every notebook at quick -> runs/<name>-quick/
     python -m wsss.run_notebooks basics -p profile full -p device cuda
+    python -m wsss.run_notebooks basics asdt -p asdt.T 150   # NOTEBOOK.NAME: a parameter of asdt only
+    python -m wsss.run_notebooks --keep-going         # a failing notebook does not stop the others
     python -m wsss.run_notebooks --publish            # maintainers: refresh the committed copies
     python -m wsss.run_notebooks --dry-run tscd       # trains nothing: tscd's full run plan, its networks checked
                                                       # at full size and its time estimated on this machine's GPU
@@ -16,11 +18,25 @@ committed. A notebook is replaced only when its run succeeded (a failed run leav
 says where the failed copy is). While a notebook runs, each cell's start and its printed lines are
 logged with the elapsed time. papermill's per-cell metadata, widget state and the overwritten
 frames of text progress bars are removed, so diffs stay small and static viewers show the last frame.
+
+``-p NAME VALUE`` sets a parameter of every notebook run, ``-p NOTEBOOK.NAME VALUE`` of that notebook
+only (it wins over a plain ``-p NAME``). Every name is checked against the parameters cell of each
+notebook it goes to before anything runs: a notebook that lacks it (papermill itself only warns; the
+notebook's validation cell would stop that notebook, and with it the rest of the run) is an error
+naming the notebook, the parameter and the notebook's parameters, as the validation cell's own
+message does (:func:`wsss.notebook.check_parameters`).
+Before each notebook an *estimate* of the time left is printed, from the wall time of the committed
+results/<name>-<profile>.json at the same profile (a run on another machine, device or with other
+``-p`` values takes its own time; "unknown" where no such json is committed). The run stops at the
+first failing notebook unless ``--keep-going``; either way it ends with a table of the notebooks (ok,
+failed or not run, wall time, output) and exits 1 if one failed.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import difflib
+import json
 import logging
 import os
 import re
@@ -128,6 +144,121 @@ def run(notebook: Path, out: Path, params: dict, *, cwd: Path, log: _Elapsed, sc
     return out
 
 
+def notebook_parameters(notebook: Path) -> list[str]:
+    """The names in the parameters cell of ``notebook`` (what its validation cell accepts), in cell order."""
+    return list(papermill.inspect_notebook(str(notebook)))
+
+
+def split_parameters(pairs: list[tuple[str, str]], notebooks: list[Path], known: list[str],
+                     parser: argparse.ArgumentParser) -> dict[str, dict]:
+    """The parameters of each notebook run, from ``-p NAME VALUE`` (every notebook) and ``-p NOTEBOOK.NAME
+    VALUE`` (that notebook only, winning over a plain NAME). A NOTEBOOK that is not being run, and a NAME
+    that a notebook's parameters cell lacks, stop the run before anything executes (``parser.error``, with
+    every problem named)."""
+    running = [nb.stem for nb in notebooks]
+    common, own, problems = {}, {name: {} for name in running}, []
+    for key, text in pairs:
+        target, dot, name = key.partition(".")
+        if not dot:
+            common[key] = _value(text)
+        elif target not in known:
+            problems.append(f"-p {key}: no notebook named {target!r}; there are {sorted(known)}")
+        elif target not in own:
+            problems.append(f"-p {key}: notebook {target!r} is not being run (this run: {', '.join(running)}); "
+                            f"add {target} to the notebook names or leave -p {key} out")
+        elif not name:
+            problems.append(f"-p {key}: give a parameter name after the dot ({target}.NAME)")
+        else:
+            own[target][name] = _value(text)
+    merged = {name: {**common, **own[name]} for name in running}
+    for nb in notebooks:
+        takes = notebook_parameters(nb)
+        for name in merged[nb.stem]:
+            if name in takes:
+                continue
+            hint = difflib.get_close_matches(name, takes, n=1)
+            scoped = name in own[nb.stem]
+            others = [other.stem for other in notebooks if other is not nb and name in notebook_parameters(other)]
+            problems.append(
+                f"-p {nb.stem + '.' if scoped else ''}{name}: unknown parameter {name!r} for notebook {nb.stem}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; {nb.stem} takes {sorted(takes)}"
+                + ("" if scoped or not others else
+                   f"; to set it only where it exists, give -p {others[0]}.{name} VALUE"))
+    if problems:
+        parser.error("\n  ".join(["-p parameters that do not fit the notebooks run; nothing was run:"] + problems))
+    return merged
+
+
+def estimate_seconds(name: str, profile: str) -> tuple[float, str] | None:
+    """(seconds, what it is from) of a run of notebook ``name`` at ``profile``: the wall time ("wall_seconds"
+    or "wall_time_s") of the committed results/<name>-<profile>.json when its profile matches; None if
+    there is no such number."""
+    path = repo_root() / "results" / f"{name}-{profile}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    if meta.get("profile", profile) != profile:
+        return None
+    for key in ("wall_seconds", "wall_time_s"):
+        value = data.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            where = ", ".join(str(meta[k]) + (" threads" if k == "cpu_threads" else "")
+                              for k in ("device", "cpu_threads") if meta.get(k) is not None)
+            return float(value), f"results/{path.name}" + (f", {where}" if where else "")
+    return None
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else \
+        f"{seconds / 3600:.1f} h"
+
+
+def estimate_line(name: str, later: list[tuple[str, str]], extra: bool) -> str:
+    """The line printed before notebook ``name``: its estimated time and that of the whole rest of the run
+    (``later``: (notebook, profile) of it and each one after it), or "unknown"."""
+    known = {n: estimate_seconds(n, prof) for n, prof in later}
+    own = known[name]
+    text = "  estimate: " + (f"~{_duration(own[0])} for {name} (the committed run's wall time, {own[1]}"
+                             + ("; your -p values may change it" if extra else "") + ")"
+                             if own else f"unknown for {name} (no committed results/{name}-{later[0][1]}.json "
+                             "with a wall time at this profile)")
+    if len(later) > 1:
+        missing = [n for n, v in known.items() if v is None]
+        total = sum(v[0] for v in known.values() if v)
+        if len(missing) == len(later):
+            text += f"; left, {name} included: unknown"
+        else:
+            text += (f"; left, {name} included: ~{_duration(total)}"
+                     + (f" plus {', '.join(missing)} (unknown)" if missing else ""))
+    return text
+
+
+def summary(rows: list[dict]) -> str:
+    """The table printed at the end: each notebook, ok / FAILED / not run, its wall time and its output."""
+    root = repo_root()
+
+    def shown(path) -> str:
+        if path is None:
+            return "-"
+        try:
+            return str(Path(path).resolve().relative_to(root.resolve()))
+        except ValueError:
+            return str(path)
+
+    ok = sum(r["result"] == "ok" for r in rows)
+    lines = [f"summary: {ok} of {len(rows)} notebook(s) ok", "",
+             f"  {'notebook':<10}  {'result':<8}  {'wall time':>9}  output"]
+    for r in rows:
+        wall = "-" if r["seconds"] is None else f"{int(r['seconds']) // 60}:{int(r['seconds']) % 60:02d}"
+        lines.append(f"  {r['name']:<10}  {r['result']:<8}  {wall:>9}  {shown(r['output'])}"
+                     + (" (the failed copy)" if r["result"] == "FAILED" and r["output"] else ""))
+    return "\n".join(lines)
+
+
 def committed_profile(notebook: Path) -> str:
     """The ``profile`` default of a notebook's parameters cell (the profile its committed outputs have)."""
     return str(papermill.inspect_notebook(str(notebook)).get("profile", {}).get("default", "quick")).strip("\"'")
@@ -164,26 +295,31 @@ def publish_refusals(notebook: Path, forced_profile: str | None) -> list[str]:
     return reasons
 
 
-def dry_run(names: list[str], params: dict, parser: argparse.ArgumentParser) -> int:
+def dry_run(names: list[str], params: dict[str, dict], parser: argparse.ArgumentParser) -> int:
     """``--dry-run``: for each notebook its run plan at ``-p profile`` (default full) with the step times of a
     shape check on ``-p device`` (default CUDA where available); trains and writes nothing. A notebook whose
-    networks fail at that size stops the dry run with its name, the model and the error."""
+    networks fail at that size stops the dry run with its name, the model and the error. ``params`` holds each
+    notebook's parameters (``-p asdt.profile quick`` sets asdt's alone)."""
     from .experiments import shapes
     from .profiles import PROFILES
 
-    profile = str(params.get("profile", "full"))
-    if profile not in PROFILES:
-        parser.error(f"--dry-run: -p profile {profile} is not known; choose one of {', '.join(PROFILES)}")
+    for name in names:
+        profile = str(params[name].get("profile", "full"))
+        if profile not in PROFILES:
+            parser.error(f"--dry-run: -p profile {profile} is not known; choose one of {', '.join(PROFILES)}")
     unknown = [n for n in names if n not in shapes.NOTEBOOKS]
     if unknown:
         parser.error(f"--dry-run: no run plan for notebook(s) {unknown}; wsss.experiments.shapes knows "
                      f"{list(shapes.NOTEBOOKS)}")
     from .train import resolve_device
-    try:
-        device = str(resolve_device(str(params.get("device", "auto"))))
-    except ValueError as err:
-        parser.error(f"--dry-run: {err}")
+    devices = {}
     for name in names:
+        try:
+            devices[name] = str(resolve_device(str(params[name].get("device", "auto"))))
+        except ValueError as err:
+            parser.error(f"--dry-run: {err}")
+    for name in names:
+        profile, device = str(params[name].get("profile", "full")), devices[name]
         start = time.perf_counter()
         print(f"dry run of {name} at {profile}: checking its networks at that profile's size on {device} ...", flush=True)
         try:
@@ -197,10 +333,18 @@ def dry_run(names: list[str], params: dict, parser: argparse.ArgumentParser) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the notebooks headless with papermill.")
+    parser = argparse.ArgumentParser(prog="python -m wsss.run_notebooks",
+                                     description="Run the notebooks headless with papermill.",
+                                     epilog="Exit status: 0 every notebook ran, 1 one failed, 2 a usage error "
+                                            "(nothing was run).")
     parser.add_argument("names", nargs="*", help=f"notebook names (default: all, in the order {', '.join(ORDER)})")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="override a parameter of every notebook run")
+                        help="set a parameter: NAME for every notebook run, NOTEBOOK.NAME for that notebook only "
+                             "(e.g. -p asdt.T 150); repeat for several. A notebook whose parameters cell lacks "
+                             "NAME stops the run before anything executes")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="when a notebook fails, run the rest anyway (default: stop at the first failure); "
+                             "the summary at the end says which failed, and the exit status is 1")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--output-dir", default=None,
                        help="write the executed notebooks, figures and results here (default: runs/<name>-<profile>/)")
@@ -226,19 +370,21 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             parser.error(f"no notebook named {missing} in {folder}; there are {sorted(known)}")
         notebooks = ordered([known[n] for n in args.names])
-    params = {k: _value(v) for k, v in args.parameter}
+    by_name = split_parameters(args.parameter, notebooks, [p.stem for p in folder.glob("*.ipynb")], parser)
     if args.dry_run:
-        return dry_run([nb.stem for nb in notebooks], params, parser)
-    if "out_dir" in params:
+        return dry_run([nb.stem for nb in notebooks], by_name, parser)
+    if any("out_dir" in params for params in by_name.values()):
         parser.error("give --output-dir or --publish instead of -p out_dir")
-    if args.publish and params:
-        parser.error(f"--publish runs each notebook as its source stands; -p {' '.join(params)} would add a cell "
-                     "that the .py source lacks: change the default in notebooks/<name>.py's parameters cell instead")
+    if args.publish and args.parameter:
+        parser.error(f"--publish runs each notebook as its source stands; -p {' '.join(k for k, _ in args.parameter)} "
+                     "would add a cell that the .py source lacks: change the default in notebooks/<name>.py's "
+                     "parameters cell instead")
     problems = [p for p in map(pair_difference, notebooks) if p]
     if problems:
         parser.error("\n  ".join(["a notebook and its .py source differ; nothing was run:"] + problems))
-    # the profile the kernels will run (WSSS_PROFILE overrides the parameter inside the notebook, too)
-    profile = os.environ.get("WSSS_PROFILE") or params.get("profile", "quick")
+    # the profile each kernel will run (WSSS_PROFILE overrides the parameter inside the notebook, too)
+    profiles = {nb.stem: str(os.environ.get("WSSS_PROFILE") or by_name[nb.stem].get("profile") or committed_profile(nb))
+                for nb in notebooks}
     if args.publish and not args.force:
         refusals = [r for nb in notebooks for r in publish_refusals(nb, os.environ.get("WSSS_PROFILE"))]
         if refusals:
@@ -250,22 +396,45 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("papermill")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    for nb in notebooks:
-        if args.publish:
-            target, out = repo_root(), nb
-        else:
-            target = Path(args.output_dir) if args.output_dir else run_folder(nb.stem, profile)
-            out = target / nb.name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        print(f"running {nb.name} with {params or 'its defaults'} -> {out}", flush=True)
+    rows = [{"name": nb.stem, "result": "not run", "seconds": None, "output": None} for nb in notebooks]
+    try:
+        for i, nb in enumerate(notebooks):
+            if not _run_one(nb, rows[i], args, by_name[nb.stem], profiles, notebooks[i:], folder, log):
+                if not args.keep_going:
+                    later = [r["name"] for r in rows[i + 1:]]
+                    if later:
+                        print(f"stopped at the first failure; not run: {', '.join(later)} (--keep-going runs the rest)",
+                              flush=True)
+                    break
+    finally:                        # also when interrupted: say what ran
+        logger.removeHandler(handler)   # (a second main() in this process logs once, to its own stdout)
+        print("\n" + summary(rows), flush=True)
+    return 1 if any(r["result"] == "FAILED" for r in rows) else 0
+
+
+def _run_one(nb: Path, row: dict, args: argparse.Namespace, params: dict, profiles: dict[str, str],
+             rest: list[Path], folder: Path, log: _Elapsed) -> bool:
+    """Run one notebook of :func:`main`, filling its summary ``row``; False if it failed (the error printed)."""
+    profile = profiles[nb.stem]
+    if args.publish:
+        target, out = repo_root(), nb
+    else:
+        target = Path(args.output_dir) if args.output_dir else run_folder(nb.stem, profile)
+        out = target / nb.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = run_folder(nb.stem, profile)
+    start = time.perf_counter()
+    print(f"running {nb.name} with {params or 'its defaults'} -> {out}", flush=True)
+    print(estimate_line(nb.stem, [(other.stem, profiles[other.stem]) for other in rest],
+                        extra=bool(set(params) - {"profile", "device", "seed"})), flush=True)
+    try:
         # the output folder reaches the kernel through its environment, not as an injected parameter, so a
         # published notebook carries no machine's path (and its second cell stays the validation cell)
         saved = {k: os.environ.get(k) for k in ("WSSS_OUT_DIR", "WSSS_PUBLISH")}
         os.environ["WSSS_OUT_DIR"] = str(target)
         os.environ["WSSS_PUBLISH"] = "1" if args.publish else "0"   # output_dirs lets only a publish write over committed files
         try:
-            run(nb, out, params, cwd=folder, log=log, scratch=run_folder(nb.stem, profile))
+            run(nb, out, params, cwd=folder, log=log, scratch=scratch)
             if args.publish and write_twin(nb):
                 print(f"  {nb.with_suffix('.py').name} rewritten to match the published notebook", flush=True)
         finally:
@@ -274,8 +443,22 @@ def main(argv: list[str] | None = None) -> int:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-        print(f"  {nb.name}: done in {time.perf_counter() - start:.0f} s", flush=True)
-    return 0
+    except Exception as err:        # the notebook failed (a cell raised, or the kernel died): named, then go on or stop
+        failed = scratch / f"{out.stem}.failed.ipynb"
+        row.update(result="FAILED", seconds=time.perf_counter() - start, output=failed if failed.exists() else None)
+        if isinstance(err, papermill.PapermillExecutionError):     # its text is the cell's traceback
+            print(err, file=sys.stderr, flush=True)
+            what = f"{err.ename}: {err.evalue} (in cell [{err.exec_count}])"
+        else:
+            what = f"{type(err).__name__}: {err}"
+        print(f"  {nb.name}: FAILED after {row['seconds']:.0f} s: {what}", file=sys.stderr, flush=True)
+        return False
+    except BaseException:           # interrupted (Ctrl-C): the summary still says what ran
+        row.update(result="stopped", seconds=time.perf_counter() - start)
+        raise
+    row.update(result="ok", seconds=time.perf_counter() - start, output=out)
+    print(f"  {nb.name}: done in {row['seconds']:.0f} s", flush=True)
+    return True
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from .synthetic import PROFILES as BENCHMARK_SIZES, default_root, palette
 
 RESIZE_VERSION = 3      # 2: photos read with their EXIF orientation applied; 3: clicks kept on their class
 # the notebook profiles that work on a downsized copy, and the synthetic benchmark whose size they take
-DOWNSIZED_PROFILES = {"smoke": "tiny", "quick": "quick"}
+DOWNSIZED_PROFILES = {"smoke": "smoke", "quick": "quick"}
 
 
 def profile_image_px(profile: str) -> int | None:

@@ -21,14 +21,17 @@ weak supervision is a real problem, with the failure modes WSSS papers fight:
   2 px at 160 px): metrics and losses skip it, so a label's exact boundary pixel does not count
   (:func:`ignore_band`).
 
-Everything is deterministic from ``seed``. Profiles set the size: ``tiny`` for unit tests, ``quick`` for
-CPU notebooks, ``full`` for one GPU. The files written are those :class:`wsss.data.VOCLayoutDataset`
+Everything is deterministic from ``seed``. Profiles set the size, named as the notebooks' profiles
+(:mod:`wsss.profiles`): ``smoke`` for the test suite and smoke runs, ``quick`` for CPU notebooks, ``full`` for one
+GPU. ``tiny``, the old name of ``smoke``, is still accepted (deprecated, :data:`ALIASES`): it gives the same
+images, written as the ``smoke`` benchmark. The files written are those :class:`wsss.data.VOCLayoutDataset`
 reads: JPEGImages/, SegmentationClass/ (palette PNGs), SegmentationObject/ (instance ids),
 ImageSets/Segmentation/{train_aug,val}.txt, classes.txt, image_labels.txt, clicks.json, benchmark.json.
 
 Command line::
 
     python -m wsss.data.synthetic --out DIR --profile quick --seed 0
+    python -m wsss.data.synthetic --out DIR --profile smoke     # 48 px, 24 train + 12 val images
 
 Only folders this generator made are ever replaced: ``out`` must be new, empty, or a benchmark written
 here before (its benchmark.json has a "generator_version"); any other folder is refused with a
@@ -40,7 +43,9 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,11 +81,41 @@ class Profile:
     max_radius: float
 
 
-PROFILES = {
-    "tiny": Profile(image_size=48, n_train=24, n_val=12, min_radius=0.18, max_radius=0.34),
+# Old profile names, still accepted (deprecated): "tiny" was the smoke profile's name here while the notebooks,
+# wsss.profiles and the docs called it smoke. It draws the same images; a benchmark is written (benchmark.json,
+# the cache folder's name) under the new name.
+ALIASES = {"tiny": "smoke"}
+
+
+def _alias_warning(old: str) -> str:
+    return (f"the benchmark profile {old!r} is now called {ALIASES[old]!r} (the same images); "
+            f"{old!r} is deprecated and will be removed")
+
+
+def profile_name(profile: str, *, stacklevel: int = 2) -> str:
+    """``profile`` under its current name: an old name (:data:`ALIASES`) gives the new one, with a
+    DeprecationWarning; any other name is returned as it is (not checked)."""
+    if isinstance(profile, str) and profile in ALIASES:
+        warnings.warn(_alias_warning(profile), DeprecationWarning, stacklevel=stacklevel + 1)
+        return ALIASES[profile]
+    return profile
+
+
+class _Profiles(dict):
+    """The profiles by name. Iterating lists the current names only; indexing by an old name
+    (:data:`ALIASES`) finds its profile too, with a DeprecationWarning."""
+
+    def __missing__(self, key):
+        if key in ALIASES:
+            return self[profile_name(key, stacklevel=3)]
+        raise KeyError(key)
+
+
+PROFILES = _Profiles({
+    "smoke": Profile(image_size=48, n_train=24, n_val=12, min_radius=0.18, max_radius=0.34),
     "quick": Profile(image_size=64, n_train=800, n_val=200, min_radius=0.18, max_radius=0.34),
     "full": Profile(image_size=160, n_train=4000, n_val=600, min_radius=0.14, max_radius=0.34),
-}
+})
 
 # The top-level entries of a benchmark folder, all written by write_benchmark.
 BENCHMARK_ENTRIES = frozenset({"JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets", "classes.txt",
@@ -238,13 +273,14 @@ def ignore_band(instances: np.ndarray, width: int) -> np.ndarray:
     return band
 
 
-def _check_profile_and_seed(profile: str, seed) -> int:
-    """Validate the arguments of the generator; returns the seed as a plain int."""
-    if profile not in PROFILES:
+def _check_profile_and_seed(profile: str, seed) -> tuple[str, int]:
+    """Validate the arguments of the generator; returns (the profile's current name, the seed as a plain int)."""
+    name = profile_name(profile, stacklevel=4) if isinstance(profile, str) else profile
+    if not isinstance(name, str) or name not in PROFILES:
         raise ValueError(f"profile={profile!r} is not known; choose one of {tuple(PROFILES)}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r} is not valid: the benchmark's seed must be an integer >= 0")
-    return int(seed)
+    return name, int(seed)
 
 
 def benchmark_meta(folder: str | Path) -> dict | None:
@@ -303,8 +339,9 @@ def write_benchmark(out: str | Path, profile: str = "quick", seed: int = 0, *, p
     whatever its profile and seed); any other folder raises :class:`~wsss.data.DatasetError` and is left
     untouched. The benchmark is written to a temporary folder beside ``out`` and moved in place when
     complete (benchmark.json last), so an interrupted run leaves no half-written benchmark behind.
+    ``profile`` is "smoke", "quick" or "full" ("tiny", the old name of "smoke", still works, deprecated).
     """
-    seed = _check_profile_and_seed(profile, seed)
+    profile, seed = _check_profile_and_seed(profile, seed)
     prof = PROFILES[profile]
     out = Path(out)
     _check_replaceable(out)   # refuse before any work
@@ -399,8 +436,11 @@ def ensure_benchmark(root: str | Path | None = None, profile: str = "quick", see
     folder is reused only if its benchmark.json matches this generator version, profile and seed; a
     benchmark of another profile or seed is regenerated in place. A folder that exists, is not empty
     and is not a generated benchmark (e.g. one's own VOC folder) raises DatasetError and is left alone.
+    ``profile`` "tiny", the old name of "smoke", still works (deprecated); the benchmark is the smoke one, in
+    synthetic-smoke-seed<seed> (a cached synthetic-tiny-seed<seed> is no longer read: regenerating it takes
+    about a second, and one name keeps the smoke benchmark's fingerprint the same on every machine).
     """
-    seed = _check_profile_and_seed(profile, seed)
+    profile, seed = _check_profile_and_seed(profile, seed)
     folder = Path(root) if root is not None else default_root() / f"synthetic-{profile}-seed{seed}"
     meta = benchmark_meta(folder)
     if meta is not None and (meta.get("generator_version"), meta.get("profile"), meta.get("seed")) == \
@@ -409,13 +449,26 @@ def ensure_benchmark(root: str | Path | None = None, profile: str = "quick", see
     return write_benchmark(folder, profile, seed, progress=progress)
 
 
+def _cli_profile(text: str) -> str:
+    """--profile's value under its current name; an old name prints a note (the command still runs)."""
+    if text in ALIASES:
+        print(f"note: {_alias_warning(text)}; use --profile {ALIASES[text]}", file=sys.stderr)
+        return ALIASES[text]
+    if text not in PROFILES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(PROFILES)})")
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     """The command line (see the module docstring); a refused folder or bad argument exits with its message."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m wsss.data.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True,
                         help="folder to write: a new or empty folder, or a benchmark written here before "
                              "(only such a benchmark is replaced; any other folder is refused, untouched)")
-    parser.add_argument("--profile", default="quick", choices=tuple(PROFILES))
+    parser.add_argument("--profile", default="quick", type=_cli_profile, metavar="{" + ",".join(PROFILES) + "}",
+                        help="the benchmark's size: " + "; ".join(
+                            f"{name}: {p.image_size} px, {p.n_train} train + {p.n_val} val images"
+                            for name, p in PROFILES.items()) + " (default quick; 'tiny' is the old name of smoke)")
     parser.add_argument("--seed", type=int, default=0, help="an integer >= 0")
     args = parser.parse_args(argv)
     try:
