@@ -66,3 +66,37 @@ def label_work_breakdown(model, batch: dict, *, repeats: int = 5) -> dict:
     if model.ancillary is not None:
         ms["pseudo-label argmax (Eq. 6)"], _ = median_ms(lambda: class_argmax(logits), device, repeats)
     return ms
+
+
+def lever_table(path=None):
+    """The click-protocol levers measured by ``scripts/seminar_levers.py`` (committed in ``results/seminar_levers.json``)
+    as a table: each pCE run beside the fully supervised run of the same schedule and image size, and their ratio
+    (the paper's: 54.70 / 78.59 = 0.70). None when the file does not exist."""
+    import json
+
+    import pandas as pd
+
+    from ..notebook import repo_root
+
+    path = repo_root() / "results" / "seminar_levers.json" if path is None else path
+    if not path.is_file():
+        return None
+    runs = json.loads(path.read_text())["runs"]
+    full = {(r["steps"], r["crop"]): r["miou"] for r in runs if r["lever"]["full"]}
+    rows = []
+    for r in runs:
+        lever = r["lever"]
+        if lever["full"]:
+            continue
+        if lever.get("background_line"):
+            labels = f"background: a {lever['background_line']}-pixel line through one point (scribble-like)"
+        elif lever.get("background") is not None:
+            labels = f"background: {lever['background']} click(s) per image"
+        else:
+            labels = "background: 2 clicks per image (the benchmark's clicks.json)"
+        ceiling = full.get((r["steps"], r["crop"]))
+        rows.append({"labels (1 click per object, and ...)": labels, "iterations": r["steps"], "image px": r["crop"],
+                     "labelled px per crop": round(r["labelled_pixels_per_crop"], 2), "pCE": round(100 * r["miou"], 1),
+                     "full masks": None if ceiling is None else round(100 * ceiling, 1),
+                     "pCE / full": None if ceiling is None else round(r["miou"] / ceiling, 2)})
+    return pd.DataFrame(rows)
