@@ -679,5 +679,5 @@ print(f"results: {path}")
 #    move past pCE, and what does the line after the training figure say about the weighted term against L_pCE?
 # 2. `-p alpha 0.9999`: a ten times longer EMA horizon (94 iterations of 500). Watch Table 3's teacher column against
 #    its student column.
-# 3. `-p lambda_crf 0`: no dense-CRF loss. The paper says L_CRF helps only together with L_pCons: compare pCE + CRF +
-#    pCons against pCE + pCons in Table 3.
+# 3. `-p lambda_crf 0`: no dense-CRF loss anywhere, so the row "pCE + CRF + pCons" becomes pCE + pCons over three
+#    seeds. The paper says L_CRF helps only together with L_pCons: compare that row with the committed one.
