@@ -233,3 +233,23 @@ def test_clicks_are_batched_as_a_mask_and_blur_is_repeatable(click_batch):
     with pytest.raises(ValueError, match="blur"):
         TrainTransform(32, blur=1.5)
     assert math.isfinite(float(blurred.float().mean()))
+
+
+def test_lever_table_pairs_each_pce_run_with_the_full_run_of_its_schedule_and_size(tmp_path):
+    import json
+
+    from wsss.experiments.seminar import lever_table
+
+    def run(full, miou, steps=500, crop=64, **lever):
+        return {"lever": {"full": full, "background": None, "background_line": 0, **lever}, "steps": steps, "crop": crop,
+                "labelled_pixels_per_crop": 0.0 if full else 2.5, "miou": miou}
+
+    path = tmp_path / "levers.json"
+    path.write_text(json.dumps({"runs": [run(True, 0.8), run(False, 0.6), run(False, 0.4, background=0),
+                                         run(False, 0.7, steps=1500)]}))
+    table = lever_table(path)
+    assert len(table) == 3
+    assert table["pCE / full"].tolist()[:2] == [0.75, 0.5]
+    assert table["full masks"].isna().tolist() == [False, False, True]        # no full run at 1500 iterations
+    assert "0 click(s)" in table.iloc[1, 0]
+    assert lever_table(tmp_path / "missing.json") is None

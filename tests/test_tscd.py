@@ -144,3 +144,16 @@ def test_timing_mode_reuses_labels_and_samples_and_skips_the_crf_loss(tiny_bench
     assert first["ignored"] == second["ignored"]
     t = step_timing(model, batch, step=2, steps=1, warmup=0)
     assert t["full_ms"] > 0 and not model.timing_network_only
+
+
+def test_reg_weight_conversion_measures_the_energy_ratio_of_the_same_scenes():
+    """L_reg's weight at our size: the per-pixel CRF energy of the same scenes grows with the pixel count when sigma_xy
+    is scaled to the image, so the measured ratio sits near (512 / crop)^2 and the weight is 1e-7 x 256^2 x ratio."""
+    from wsss.experiments.tscd import reg_weight_conversion
+
+    r = reg_weight_conversion(64, images=2)
+    assert r["sigma_paper"] > r["sigma_ours"] and r["e_paper"] > r["e_ours"] > 0
+    assert 0.6 * 64 < r["ratio"] < 1.6 * 64
+    assert r["weight"] == pytest.approx(1e-7 * 256 ** 2 * r["ratio"]) and r["naive_weight"] == pytest.approx(1e-7 * 256 ** 2)
+    with pytest.raises(ValueError, match="crop_px"):
+        reg_weight_conversion(64, crop_px=4)
