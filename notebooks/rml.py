@@ -145,6 +145,19 @@ print(f"data: {root}; {len(train_raw)} train and {len(val_set)} val images; clas
 # Eq. (4)'s $1/C^2$ sum includes $i = j$, as printed.
 
 # %%
+viz.block_diagram(
+    {"img": (0.05, 0.62, "image"), "view": (0.05, 0.2, "0.3x view"), "enc": (0.22, 0.42, "MiT encoder\n(shared)"),
+     "cam": (0.46, 0.88, "classifier: CAM"), "fus": (0.46, 0.5, "four stages fused:\n$R_c$ (Eq. 5)"),
+     "att": (0.46, 0.12, "attention: $R_a$,\naffinity"), "ciml": (0.78, 0.88, "CIML (Eq. 2-4)"),
+     "mfml": (0.78, 0.5, "MFML (Eq. 6-8)"), "apml": (0.78, 0.12, "APML (Eq. 9-14)"),
+     "pred": (0.18, 0.9, "prediction (Sec. 3.6):\nCAM walked along\nthe affinity")},
+    [("img", "enc", ""), ("view", "enc", "A(I)"), ("enc", "cam", ""), ("enc", "fus", ""), ("enc", "att", ""),
+     ("cam", "ciml", "both views"), ("fus", "mfml", "both views"), ("att", "apml", "both views"), ("cam", "pred", ""),
+     ("att", "pred", "")],
+    title="RML: no decoder; three kinds of representation of the two views learn from each other",
+    path=figures_dir / "rml_architecture.png");
+
+# %%
 show_source(rml.prototypes, rml.prototype_similarity, rml.ciml_loss)
 
 # %% [markdown]

@@ -192,6 +192,17 @@ print(f"{CLICKS['clicks_per_image']:.1f} clicks per image on average: {100 * CLI
 # is printed after the trainings from the central run's loss history.
 
 # %%
+viz.block_diagram(
+    {"img": (0.05, 0.5, "image\n+ clicks"), "anc": (0.3, 0.8, "ancillary student\n$L_{pCE}$ + $L_{CRF}$"),
+     "anct": (0.62, 0.93, "its EMA teacher (Eq. 1)"), "pseudo": (0.62, 0.5, "pseudo-labels: argmax of\nthe trained ancillary"),
+     "prim": (0.3, 0.2, "primary student\n$L_{pCE}$ + $L_{CRF}$"), "primt": (0.62, 0.07, "its EMA teacher (Eq. 1)"),
+     "out": (0.9, 0.2, "prediction")},
+    [("img", "anc", "clicks"), ("img", "prim", "clicks"), ("anct", "anc", "$L_{pCons}$ (Eq. 3)"), ("anc", "pseudo", ""),
+     ("pseudo", "prim", "$L_{pseudo}$ (Eq. 6)"), ("primt", "prim", "$L_{pCons}$"), ("prim", "out", "")],
+    title="Seminar learning: teacher-student (EMA, pixel consistency) in each model, student-student through pseudo-labels",
+    path=figures_dir / "seminar_architecture.png");
+
+# %%
 show_source(seminar.partial_ce, seminar.pixel_consistency)
 
 # %% [markdown]

@@ -196,6 +196,19 @@ print(f"attention maps the affinity head and L_aux read: {ATTN_MAPS['heads']} he
 # step (a test checks it against a hand computation on a 3 x 3 map).
 
 # %%
+viz.block_diagram(
+    {"img": (0.05, 0.62, "image"), "view": (0.05, 0.2, "0.3x view"), "enc": (0.22, 0.42, "MiT encoder\n(shared)"),
+     "cls": (0.46, 0.88, "classifier: CAM"), "dec": (0.46, 0.55, "SegFormer decoder:\nseg logits"),
+     "att": (0.46, 0.16, "attention maps\n-> affinity"), "varm": (0.72, 0.88, "VARM-refined label\n(Eq. 8-11)"),
+     "seg": (0.93, 0.66, "$L_{seg}$ + $L_{reg}$"), "scd": (0.72, 0.4, "$L_{SCD}$ (Eq. 7),\n$L_{equ}$ (Eq. 12)"),
+     "aux": (0.93, 0.16, "$L_{aux}$ (Eq. 14)")},
+    [("img", "enc", ""), ("view", "enc", "A(I)"), ("enc", "cls", ""), ("enc", "dec", ""), ("enc", "att", ""),
+     ("cls", "varm", ""), ("varm", "seg", "label"), ("dec", "seg", ""), ("cls", "scd", "CAMs, both views"),
+     ("dec", "scd", "logits"), ("att", "aux", ""), ("varm", "aux", "pairs")],
+    title="TSCD on AFA's skeleton: one encoder, its CAM makes the label, SCD ties the logits' correlations to the CAMs'",
+    path=figures_dir / "tscd_architecture.png");
+
+# %%
 show_source(afa.AFANet.forward, afa.two_background_label, afa.propagate)
 
 # %% [markdown]
