@@ -36,7 +36,7 @@
 # **At a glance.** Paper: *Representation Mutual Learning for End-to-End Weakly-Supervised Semantic Segmentation*
 # ([OpenReview, ICLR 2023 submission](https://openreview.net/forum?id=BnznzofWMi)). Claim (Table 1): the three
 # strategies lift the decoder-free baseline from 50.3 to 64.9 mIoU on VOC val (67.2 with a CRF). `quick` (the committed
-# run, about 6 minutes on a 2-core CPU): TSCD's small MiT on 64 px images, baseline and RML over three seeds, the other
+# run, about 5 minutes on a 2-core CPU): TSCD's small MiT on 64 px images, baseline and RML over three seeds, the other
 # rows once; the alpha / beta sensitivity and `full` need a GPU. To browse every cell in about a minute, run with
 # `profile = "smoke"` (its numbers mean nothing).
 
@@ -429,8 +429,8 @@ else:
 #   (d) is the same run as Table 1's "+CIML +MFML" (the note under the table).
 # * **The AFA pair** (AFA 18.3 from `tscd.ipynb`) is not testable either: AFA's own room (its ceiling 58.4 from
 #   `tscd.ipynb`) leaves it in the lower fifth.
-# * **Cost:** 5.2 minutes up to the summary (the wall-time line); on one thread an RML step takes 120 ms, of which the
-#   work beyond all network passes is 30% (the appendix's last line).
+# * **Cost:** 4.5 minutes up to the summary (the wall-time line); on one thread an RML step takes 130 ms, of which the
+#   work beyond all network passes is 31% (the appendix's last line).
 
 # %%
 wall = clock()

@@ -623,8 +623,8 @@ fig.savefig(figures_dir / "seminar_fig5.png", dpi=100, bbox_inches="tight")
 #   self-generation with the learning rate reset at 54.3 and the unchanged run at 46.4; every comparison prints
 #   "inconclusive" (2 x std = 16.0). Fig. 5(a): one module 60.4, a second 47.6.
 # * **Cost:** 7.8 minutes up to the summary (the wall-time line); 19 trainings of 500 iterations. On one thread a primary
-#   model's step took 88 ms, 69 ms of it network passes; the work beyond them is 20 ms (22%), mostly the dense-CRF loss
-#   (17.6 ms; the appendix's table). The MobileNet column and `full` need a GPU and have not been run.
+#   model's step took 88 ms, 67 ms of it network passes; the work beyond them is 20 ms (22%), mostly the dense-CRF loss
+#   (17.5 ms; the appendix's table). The MobileNet column and `full` need a GPU and have not been run.
 
 # %%
 wall = clock()

@@ -35,7 +35,7 @@
 #
 # **At a glance.** Paper: Xu et al., AAAI 2023, [arXiv:2302.13765](https://arxiv.org/abs/2302.13765); AFA: Ru et al.,
 # CVPR 2022. Claim (Table 1): TSCD above AFA on VOC val, 65.0 vs 63.8 mIoU (67.3 vs 66.0 with a CRF). `quick` (the
-# committed run, about 7 minutes on a 2-core CPU): a small MiT on 64 px images, AFA and TSCD over three seeds, Table 3
+# committed run, about 6 minutes on a 2-core CPU): a small MiT on 64 px images, AFA and TSCD over three seeds, Table 3
 # and 4 rows once, Table 5 as label quality; `full` (one GPU) adds the WR38 rows and trains Table 5's refiners. To browse
 # every cell in about a minute, run with `profile = "smoke"` (its numbers mean nothing).
 
@@ -544,8 +544,8 @@ else:       # label quality is not the paper's quantity: the ordering is shown, 
 #   twice the std, so the printed verdict is "inconclusive".
 # * **Table 5** here is pseudo-label quality, not trained models, and is shown without a verdict: every refiner lifts
 #   the trained baseline's label by 0.7-0.9 points (24.2 -> 24.9-25.1).
-# * **Cost:** 6.6 minutes up to the summary (the wall-time line); on one thread an AFA step takes 119 ms and a TSCD
-#   step 135 ms, of which the work beyond all network passes is 27% and 29% (the appendix's last lines).
+# * **Cost:** 5.7 minutes up to the summary (the wall-time line); on one thread an AFA step takes 127 ms and a TSCD
+#   step 150 ms, of which the work beyond all network passes is 28% and 31% (the appendix's last lines).
 
 # %%
 wall = clock()
