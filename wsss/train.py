@@ -293,6 +293,33 @@ def _evaluate(evaluate: Callable, method: torch.nn.Module, device: torch.device)
     return out
 
 
+def training_step(model: torch.nn.Module, batch: dict, step: int, optimizer, *, amp: bool = False,
+                  grad_clip: float = 0.0, desc: str = "train", method: torch.nn.Module | None = None,
+                  hooks: bool = True) -> dict:
+    """One optimizer step as :func:`train` takes it, the one place that does so (the shape checks and the step
+    timing call it too): ``model(batch, step)`` (under bfloat16 autocast with ``amp``), an error if the loss is not
+    finite, backward, gradient clipping to ``grad_clip`` (0: none), the update, then - with ``hooks`` - the method's
+    own ``after_step(step + 1)`` under ``torch.no_grad()`` (an EMA teacher, ...). ``method``: the module whose
+    parameters are clipped and whose hook runs, when ``model`` wraps it (DDP); default ``model``. Returns the
+    forward's dict."""
+    method = model if method is None else method
+    device_type = next(method.parameters()).device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+        out = model(batch, step)
+    loss = out["loss"]
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
+    optimizer.step()
+    if hooks and callable(getattr(method, "after_step", None)):
+        with torch.no_grad():
+            method.after_step(step + 1)
+    return out
+
+
 def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "train",
           evaluate: Callable[[torch.nn.Module], Mapping] | None = None, eval_every: int = 0,
           after_step: Callable[[torch.nn.Module, int], None] | None = None) -> list[dict]:
@@ -367,21 +394,11 @@ def train(method: torch.nn.Module, dataset, cfg: TrainConfig, *, desc: str = "tr
             for g in optimizer.param_groups:
                 g["lr"] = g["initial_lr"] * factor
             batch = _to_device(batch, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out = model(batch, step)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss became {loss.item()} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
-            optimizer.step()
+            out = training_step(model, batch, step, optimizer, amp=use_amp, grad_clip=cfg.grad_clip, desc=desc,
+                                method=method)
             step += 1                       # from here on: the number of steps done
-            with torch.no_grad():
-                if callable(getattr(method, "after_step", None)):
-                    method.after_step(step)
-                if after_step is not None:
+            if after_step is not None:
+                with torch.no_grad():
                     after_step(method, step)
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)

@@ -359,7 +359,7 @@ def _sync(device: torch.device) -> None:
 def _train_steps(model, spec: Spec, batch: dict, device: torch.device, amp: bool) -> float:
     """Two training steps as :func:`wsss.train.train` runs them (``amp``: under bfloat16 autocast); the seconds
     of the second."""
-    from ..train import TrainConfig, build_optimizer
+    from ..train import TrainConfig, build_optimizer, training_step
 
     cfg = TrainConfig(steps=max(spec.steps) + 2, batch_size=batch["image"].shape[0], **(spec.train or {}))
     optimizer = build_optimizer(model, cfg)
@@ -368,17 +368,7 @@ def _train_steps(model, spec: Spec, batch: dict, device: torch.device, amp: bool
     for step in spec.steps:
         _sync(device)
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(batch, step)
-        loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss is {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            if callable(getattr(model, "after_step", None)):
-                model.after_step(step + 1)
+        training_step(model, batch, step, optimizer, amp=amp, grad_clip=cfg.grad_clip, desc="shape check")
         _sync(device)
         seconds = time.perf_counter() - start
     return seconds

@@ -11,6 +11,8 @@ import time
 
 import torch
 
+from ..train import training_step
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -51,14 +53,8 @@ def step_timing(method: torch.nn.Module, batch: dict, *, steps: int = 5, warmup:
         method._network_only = network_only
         _sync(device)
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = method(batch, step)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if not network_only and callable(getattr(method, "after_step", None)):
-            with torch.no_grad():
-                method.after_step(step + 1)         # e.g. an EMA teacher's update: not a network pass
+        # a whole step runs the method's after_step (an EMA teacher's update: not a network pass); a network-only one not
+        training_step(method, batch, step, optimizer, amp=device.type == "cuda", desc="step_timing", hooks=not network_only)
         _sync(device)
         return 1000 * (time.perf_counter() - start)
 
