@@ -121,8 +121,9 @@ from wsss.methods import asdt, rrm
 from wsss.methods.asdt import ASDT, fuse, pwm_signal, schedule_counts
 from wsss.methods.baselines import FullySupervised, MaskSupervised
 from wsss.notebook import (Stopwatch, scratch_folder, default_workers, floor_miou, head_dilation, mean_std, miou_record,
-                           open_data, output_dirs, pixels, profile_settings, scaled_bilateral, show_source, write_results)
-from wsss.records import Verdicts, central_std, format_miou, headroom, headroom_line
+                           open_data, output_dirs, pixels, profile_settings, scaled_bilateral, show_closing_table, show_source,
+                           write_results)
+from wsss.records import Verdicts, central_std, closing_table, format_miou, headroom, headroom_line
 from wsss.refine import crf_label
 from wsss.train import TrainConfig, resolve_device, seed_everything, train
 
@@ -193,8 +194,12 @@ viz.block_diagram(
 # on val images.
 
 # %%
-show_source(multilabel_soft_margin, rrm.RRM.class_teacher, rrm.reliable_labels, rrm.unreliable_mask, rrm.cam_sure_mask,
-            rrm.crf_unsure_mask)
+show_source(("**Eq. (2)**, $\\mathcal{L}_{ce}$ on the tags:", multilabel_soft_margin),
+            ("The class-teacher's forward pass: its CAMs and $\\mathcal{L}_{ce}$:", rrm.RRM.class_teacher),
+            ("RRM's reliable labels $[\\mathbf{B}^{ct}, \\mathbf{R}^{ct}]$: the two CRFs, then the pixels kept:", rrm.reliable_labels),
+            ("$\\mathbf{R}^{ct}$ inverted: the pixels where either test below is unsure:", rrm.unreliable_mask),
+            ("Where the CAM is sure:", rrm.cam_sure_mask),
+            ("Where the two CRFs are unsure:", rrm.crf_unsure_mask))
 
 # %% [markdown]
 # **Eq. (4) and (5), the distillation losses**, with hard labels:
@@ -204,7 +209,8 @@ show_source(multilabel_soft_margin, rrm.RRM.class_teacher, rrm.reliable_labels, 
 # and a foreground part, each averaged over its own pixels. We use the split form for Eq. (5) too.
 
 # %%
-show_source(rrm.split_ce, rrm.RRM.distill_loss)
+show_source(("The split cross-entropy inside **Eq. (4) and (5)** (background and foreground each a mean):", rrm.split_ce),
+            ("**Eq. (4)** / **(5)**: the split cross-entropy plus $\\mathcal{L}_{str}$ on the step's kernel:", rrm.RRM.distill_loss))
 
 # %% [markdown]
 # **Eq. (6)-(8), the structure loss.** A Gaussian kernel over position and colour,
@@ -222,7 +228,8 @@ show_source(rrm.split_ce, rrm.RRM.distill_loss)
 # heads' losses use it.
 
 # %%
-show_source(rrm.structure_kernel, rrm.structure_loss)
+show_source(("**Eq. (6)**, the kernel $G$ (built once a step):", rrm.structure_kernel),
+            ("**Eq. (7) and (8)**, the Potts energy weighted by $1-\\max_c p^s_{c,i}$:", rrm.structure_loss))
 
 # %% [markdown]
 # **Eq. (3), the alternative distillation.** $\mathcal{L}_{ad} = \Lambda_t(\mathcal{L}_d^{ct}(\mathbf{P}^s,
@@ -232,8 +239,12 @@ show_source(rrm.structure_kernel, rrm.structure_loss)
 # $\bar{\mathbf{P}} = \Delta\max[\mathbf{P}^{st}, \mathbf{P}^s]$, then the dense CRF.
 
 # %%
-show_source(asdt.pwm_periods, asdt.pwm_signal, asdt.learns_from_seg_teacher, asdt.ASDT.targets, asdt.ASDT.seg_side_label,
-            asdt.fuse)
+show_source(("$T_h$ and $T_l$ from $T$ and $\\tau$:", asdt.pwm_periods),
+            ("**Eq. (3)**'s selection signal $\\Lambda_t$ (high = the seg-teacher):", asdt.pwm_signal),
+            ("$\\Lambda_t$ with the warm-up and the variants that do not alternate:", asdt.learns_from_seg_teacher),
+            ("The labels of one step, **Eq. (3)**'s two sides:", asdt.ASDT.targets),
+            ("**Eq. (5)**'s $\\mathbf{B}^{st}$ (and the naive dual teachers' label):", asdt.ASDT.seg_side_label),
+            ("**Eq. (1)**, $\\bar{\\mathbf{P}} = \\Delta\\max[\\mathbf{P}^{st}, \\mathbf{P}^s]$, with Table 5's mean and multiply:", asdt.fuse))
 
 # %% [markdown]
 # **What `quick` miniaturises.** Below, the paper's schedule and this run's, on one axis: the share of
@@ -475,7 +486,7 @@ viz.image_grid([[viz.to_hwc(im) for im in shown["image"]], [viz.heatmap(im, c) f
                 [viz.colorize(m) for m in final.cpu()], [viz.colorize(m) for m in shown["mask"]]],
                ["image", "class-teacher CAM", "[B^ct, R^ct] (white: ignored)", "B^st = CRF(P^st)",
                 "naive max label", "student P^s", "P = max(P^st, P^s) + CRF", "ground truth"], class_names=names,
-               path=figures_dir / "asdt_branches.png");
+               row_colorbars=[None, ("jet", 0, 1, "CAM (over the image)")], path=figures_dir / "asdt_branches.png");
 
 # %% [markdown]
 # How much of the truth does each label speak for, and how rightly? Over the val images (their tags
@@ -540,7 +551,7 @@ viz.image_grid([[viz.to_hwc(im) for im in shown["image"]], [viz.heatmap(im, c) f
                ["image", "CAM", "CRF, bg (1-max)^4", "CRF, bg (1-max)^32", "fg of ^4, bg of ^32,\nband 255",
                 "unsure (white):\nCRF < 0.8 or CAM", "[B^ct, R^ct]"], class_names=names,
                title="RRM's reliable labels: two CRFs, a band, two reliability tests",
-               path=figures_dir / "asdt_rrm_labels.png");
+               row_colorbars=[None, ("jet", 0, 1, "CAM (over the image)")], path=figures_dir / "asdt_rrm_labels.png");
 
 # %% [markdown]
 # ## 6. Table 4: distillation strategies
@@ -627,7 +638,8 @@ print(V.line(V.ordering("Table 5 (one seed)", (t5["ours"] / 100).to_dict(), (t5[
 if SETTINGS["table5_runs"]:
     for row in ("without R^ct", "without L_str"):
         print(V.line(V.pair(f"Table 5, the full model above the run {row}", [full["P max + CRF"] / 100], [t5.loc[row, "ours"] / 100],
-                            a_name="full", b_name=row)) + f"; paper {t5.loc['full (max)', 'paper']} vs {t5.loc[row, 'paper']}")
+                            a_name="full", b_name=row, paper_a=t5.loc["full (max)", "paper"] / 100, paper_b=t5.loc[row, "paper"] / 100))
+              + f"; paper {t5.loc['full (max)', 'paper']} vs {t5.loc[row, 'paper']}")
 print("(pairs the paper separates by 0.05 points or less, fusion max vs mean, are not counted)")
 
 # %% [markdown]
@@ -659,50 +671,12 @@ viz.plot_sweep({"ours": [(r["tau"], r["miou"]) for r in fig6_tau], "paper (text)
                xlabel=f"ratio tau (T={T})", ax=axes[1])
 fig.tight_layout()
 fig.savefig(figures_dir / "asdt_fig6.png", dpi=110, bbox_inches="tight")
-print(V.line(V.ordering("Fig. 6, T", {r["T"]: [x / 100 for x in r["miou"]] for r in fig6_T}, {t: p / 100 for t, p in PAPER_T.items()})))
+print(V.line(V.ordering(f"Fig. 6, T (tau={tau})", {f"T={r['T']}": [x / 100 for x in r["miou"]] for r in fig6_T},
+                        {f"T={t}": p / 100 for t, p in PAPER_T.items()} if tau == 5 else {})))
 spread = lambda rows: max(mean_std(r["miou"])[0] for r in rows) - min(mean_std(r["miou"])[0] for r in rows)  # noqa: E731
 print(f"Fig. 6: spread of the means over T {spread(fig6_T):.1f} points, over tau {spread(fig6_tau):.1f} points; the seeds' "
       f"std at the notebook's point: {mean_std(own)[1]:.1f} (the paper: about 1 point over T, a 'relatively flat' curve over tau).")
 pd.DataFrame([{**r, "miou": fmt(r["miou"])} for r in fig6_T + fig6_tau])
-
-# %% [markdown]
-# **What this run shows** (quick, synthetic benchmark, one CPU, the reproducible mode; every number is in an output above):
-#
-# * **The schedule is a miniature of the paper's** (the table under the PWM figure, Section 2): ASDT's student learnt
-#   from the seg-teacher on 175 of its 1200 iterations, 7 full periods after a 60-iteration warm-up, 15.4% of the
-#   iterations after the warm-up against $1/(1+\tau)$ = 16.7%. Every run starts from the stand-in backbone; no tag
-#   classifier is trained first.
-# * **The room** (the line before Table 4): floor 10.7, the single class-teacher (RRM) 54.7 +- 2.1, ceiling 82.3:
-#   "testable". **Table 4 is inconclusive** on both columns (the two printed lines): the seeds' std on the central rows
-#   is 4.5 points, so no gap under 8.9 decides. On $\mathbf{P}$ ASDT scores 56.2 +- 1.5, the naive max teacher
-#   60.2 +- 4.1 and the single seg-teacher 57.8 +- 3.5; on $\mathbf{P}^s$ the ASDT student 54.6 +- 3.1 against the
-#   class-teacher's 54.7 +- 2.1. The per-seed table shows why the std is large: the naive max teacher scores 60.4 /
-#   56.0 / 64.1 over the three seeds. The paper's collapse of a student taught only by the seg-teacher (30.4) did not
-#   appear (58.0 +- 3.6). The naive mean teacher (one run) scores 62.0.
-# * **The mechanism over the iterations** (Section 3b): ASDT's student gains +1.05 points of val mIoU on average over
-#   the 7 evaluation intervals that hold a pulse and loses 0.18 over the 11 without one (the line under the figure),
-#   so the pulses do move the student, as the paper's Fig. 4 argues; over the whole run this does not lift it above
-#   the variants that learn from the seg-teacher all the time (the left panel's end points).
-# * **The labels the teachers hand on** (the coverage table, Section 4): $[\mathbf{B}^{ct}, \mathbf{R}^{ct}]$ labels
-#   34.2% of the background and 40.8% of the foreground, 95.7% of them rightly; on those same pixels $\mathbf{B}^{st}$
-#   is right on 96.5% and the naive max label on 96.5%. $\mathbf{B}^{st}$ labels every pixel, 86.4% rightly. On this
-#   benchmark the seg-teacher's label is as accurate as the class-teacher's where both speak, and speaks everywhere:
-#   the paper's premise, that the seg-teacher's errors are the larger problem, does not hold on these images.
-# * **Table 5** (one run a row): the run without $\mathbf{R}^{ct}$ scores 67.4 against the full model's 57.6, so "the
-#   full model above the run without $\mathbf{R}^{ct}$" did not hold (gap -9.8 against 2 x std = 8.9; the paper:
-#   64.03 vs 44.51); without $\mathcal{L}_{str}$ 57.7 is inconclusive (-0.1). The test-time rows: the CRF adds 5.0
-#   points (52.6 -> 57.6); fusion max 57.6, mean 57.2, multiply 55.4. The reliability mask leaves 66% of the
-#   background and 59% of the foreground unlabelled (the coverage table); why the run without it scores higher, no
-#   output here shows (its labels' accuracy is not measured).
-# * **Fig. 6** (Section 8): every point is inconclusive by the printed rule; the sweep's spreads are 1.7 points over $T$
-#   and 4.1 over $\tau$ against the seeds' std of 1.5 at the notebook's point ($\tau$ = 1, 540 seg-teacher
-#   iterations, scores 60.1).
-# * **Cost** (the appendix): on one CPU thread 72% of a class-teacher step (38 of 53 ms) and 81% of a seg-teacher step
-#   (64 of 78 ms) is label work against 15 ms of network passes; RRM's two CRF runs take 31.4 ms and $\mathbf{B}^{st}$'s
-#   CRF 26.4 ms (the pieces table). The notebook took 14.9 minutes up to its summary (the wall-time line), 864 s of
-#   them the 20 runs of 1200 iterations: within the 15 minutes `quick` aims at for ASDT.
-#
-# The `full` profile (GPU) has not been run yet.
 
 # %% [markdown]
 # ## 9. The retrain step
@@ -744,9 +718,14 @@ else:
 
 # %% [markdown]
 # ## 10. Summary
+#
+# The closing table: every claim this notebook judged, the paper's numbers, ours (mean +- std over the runs, in
+# brackets), and the verdict with its reason. It is stored in the results json as "closing_table".
 
 # %%
 wall = clock()
+CLOSING = closing_table(V.entries, HEADROOM)
+show_closing_table(CLOSING)
 record = lambda v, paper, **f: None if v is None else miou_record([x / 100 for x in v], paper, **f)  # noqa: E731
 summary = {
     "table4": [{"strategy": row, **{col: record(vals[col], PAPER_T4[row][i]) for i, col in enumerate(COLUMNS)}}
@@ -759,13 +738,52 @@ summary = {
     "fig6_tau": [record(r["miou"], r["paper"], **{k: r[k] for k in ("T", "tau", "steps_from_seg_teacher", "periods")}) for r in fig6_tau],
     "all_runs": {name: r["miou"] for name, r in results.items()},
     "run_seconds": {name: {"train": r["train_seconds"], "eval": r["eval_seconds"]} for name, r in results.items()},
-    "verdicts": V.entries, "headroom": HEADROOM, "ceiling": results["Ceiling (full masks)"]["miou"],
+    "verdicts": V.entries, "closing_table": CLOSING, "headroom": HEADROOM, "ceiling": results["Ceiling (full masks)"]["miou"],
     "label_coverage": coverage, "mechanism": MECHANISM, "retrain": retrain_result, "grid_seconds": grid_seconds,
     "dataset": dataset, "settings": SETTINGS, "parameters": {k: str(v) for k, v in params.items()},
 }
 print(f"alternative dual teacher, P = max(P^st, P^s) + CRF: {fmt(own)} mIoU on val over seeds {SEEDS} "
       f"(first seed: seg-teacher {full['P^st + CRF']:.1f}, student {full['P^s + CRF']:.1f})")
 print(f"wall time of the notebook up to here: {wall:.0f} s ({wall / 60:.1f} min); the appendix below adds a few seconds")
+
+# %% [markdown]
+# **What this run shows** (quick, synthetic benchmark, one CPU, the reproducible mode; every number is in an output above):
+#
+# * **The schedule is a miniature of the paper's** (the table under the PWM figure, Section 2): ASDT's student learnt
+#   from the seg-teacher on 175 of its 1200 iterations, 7 full periods after a 60-iteration warm-up, 15.4% of the
+#   iterations after the warm-up against $1/(1+\tau)$ = 16.7%. Every run starts from the stand-in backbone; no tag
+#   classifier is trained first.
+# * **The room** (the line before Table 4): floor 10.7, the single class-teacher (RRM) 54.7 +- 2.1, ceiling 82.3:
+#   "testable". **Table 4 is inconclusive** on both columns (the two printed lines): the seeds' std on the central rows
+#   is 4.5 points, so no gap under 8.9 decides. On $\mathbf{P}$ ASDT scores 56.2 +- 1.5, the naive max teacher
+#   60.2 +- 4.1 and the single seg-teacher 57.8 +- 3.5; on $\mathbf{P}^s$ the ASDT student 54.6 +- 3.1 against the
+#   class-teacher's 54.7 +- 2.1. The per-seed table shows why the std is large: the naive max teacher scores 60.4 /
+#   56.0 / 64.1 over the three seeds. The paper's collapse of a student taught only by the seg-teacher (30.4) did not
+#   appear (58.0 +- 3.6). The naive mean teacher (one run) scores 62.0.
+# * **The mechanism over the iterations** (Section 3b): ASDT's student gains +1.05 points of val mIoU on average over
+#   the 7 evaluation intervals that hold a pulse and loses 0.18 over the 11 without one (the line under the figure),
+#   so the pulses do move the student, as the paper's Fig. 4 argues; over the whole run this does not lift it above
+#   the variants that learn from the seg-teacher all the time (the left panel's end points).
+# * **The labels the teachers hand on** (the coverage table, Section 4): $[\mathbf{B}^{ct}, \mathbf{R}^{ct}]$ labels
+#   34.2% of the background and 40.8% of the foreground, 95.7% of them rightly; on those same pixels $\mathbf{B}^{st}$
+#   is right on 96.5% and the naive max label on 96.5%. $\mathbf{B}^{st}$ labels every pixel, 86.4% rightly. On this
+#   benchmark the seg-teacher's label is as accurate as the class-teacher's where both speak, and speaks everywhere:
+#   the paper's premise, that the seg-teacher's errors are the larger problem, does not hold on these images.
+# * **Table 5** (one run a row): the run without $\mathbf{R}^{ct}$ scores 67.4 against the full model's 57.6, so "the
+#   full model above the run without $\mathbf{R}^{ct}$" did not hold (gap -9.8 against 2 x std = 8.9; the paper:
+#   64.03 vs 44.51); without $\mathcal{L}_{str}$ 57.7 is inconclusive (-0.1). The test-time rows: the CRF adds 5.0
+#   points (52.6 -> 57.6); fusion max 57.6, mean 57.2, multiply 55.4. The reliability mask leaves 66% of the
+#   background and 59% of the foreground unlabelled (the coverage table); why the run without it scores higher, no
+#   output here shows (its labels' accuracy is not measured).
+# * **Fig. 6** (Section 8): every point is inconclusive by the printed rule; the sweep's spreads are 1.7 points over $T$
+#   and 4.1 over $\tau$ against the seeds' std of 1.5 at the notebook's point ($\tau$ = 1, 540 seg-teacher
+#   iterations, scores 60.1).
+# * **Cost** (the appendix): on one CPU thread 72% of a class-teacher step (38 of 53 ms) and 81% of a seg-teacher step
+#   (64 of 78 ms) is label work against 15 ms of network passes; RRM's two CRF runs take 31.4 ms and $\mathbf{B}^{st}$'s
+#   CRF 26.4 ms (the pieces table). The notebook took 14.9 minutes up to its summary (the wall-time line), 864 s of
+#   them the 20 runs of 1200 iterations: within the 15 minutes `quick` aims at for ASDT.
+#
+# The `full` profile (GPU) has not been run yet.
 
 # %% [markdown]
 # ## Appendix: how much of a step is not a network pass?

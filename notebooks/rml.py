@@ -97,8 +97,9 @@ from wsss.methods.rml import RML
 from wsss.methods.baselines import MaskSupervised, mask_predictor
 from wsss.models import standins
 from wsss.notebook import (Stopwatch, scratch_folder, default_workers, floor_miou, miou_record, open_data, output_dirs,
-                           profile_settings, repo_root, scaled_bilateral, show_source, write_results)
-from wsss.records import Verdicts, central_std, format_miou, headroom, headroom_line
+                           profile_settings, repo_root, scaled_bilateral, show_closing_table, show_source,
+                           write_results)
+from wsss.records import Verdicts, central_std, closing_table, format_miou, headroom, headroom_line
 from wsss.train import resolve_device, seed_everything
 
 clock = Stopwatch()
@@ -158,7 +159,9 @@ viz.block_diagram(
     path=figures_dir / "rml_architecture.png");
 
 # %%
-show_source(rml.prototypes, rml.prototype_similarity, rml.ciml_loss)
+show_source(("The class prototypes (our reading: CAM-weighted means of the features):", rml.prototypes),
+            ("**Eq. (3)**, the prototypes' mean cosine similarity:", rml.prototype_similarity),
+            ("**Eq. (4)**, $\\mathcal{L}_{CIML}$:", rml.ciml_loss))
 
 # %% [markdown]
 # **MFML (Eq. 5-8)** and the **mutual-information estimators.** The public code's "KL" is not a divergence, and
@@ -171,7 +174,9 @@ show_source(rml.prototypes, rml.prototype_similarity, rml.ciml_loss)
 # size and on a Gaussian pair of known information; tests check both.
 
 # %%
-show_source(rml.matched_gaussian_mi, rml.class_gaussian_mi, rml.mfml_loss)
+display(show_source(("Mutual information of matched channels (Gaussian, one channel at a time):", rml.matched_gaussian_mi),
+                    ("Mutual information of the label and each channel (correlation ratio):", rml.class_gaussian_mi),
+                    ("**Eq. (6)-(8)**, $\\mathcal{L}_{MFML}$:", rml.mfml_loss)))
 _g = torch.Generator().manual_seed(0)
 n_mfml = SETTINGS["batch"] * int(crop * view_scale / SETTINGS["output_stride"]) ** 2      # the view's positions in a batch
 noise = rml.matched_gaussian_mi(torch.randn(n_mfml, SETTINGS["context_channels"], generator=_g),
@@ -193,7 +198,10 @@ print(f"independent noise, {n_mfml} samples x {SETTINGS['context_channels']} cha
 # names that do not exist) and computes CIML's CAMs without gradient; we implement the paper.
 
 # %%
-show_source(rml.key_resized, rml.pixel_mi_loss, rml.rml_scores, rml.RML.forward)
+show_source(("The image's key axis on the view's key grid, for $I(R_a; R'_a)$:", rml.key_resized),
+            ("**Eq. (10)-(12)**, APML's information terms as we read them:", rml.pixel_mi_loss),
+            ("**Sec. 3.6**, the prediction: the CAM walked along the affinity:", rml.rml_scores),
+            ("**Eq. (16)**, the step's weighted sum of the losses:", rml.RML.forward))
 
 # %% [markdown]
 # ## 2. The warm-up and the trainings
@@ -289,8 +297,8 @@ fig, axes = plt.subplots(4, 2 + len(models) + 1, figsize=(2.1 * (3 + len(models)
 for i in range(4):
     axes[i, 0].imshow(shown["image"][i].permute(1, 2, 0)); axes[i, 1].imshow(viz.colorize(shown["mask"][i]))
     for j, (key, m) in enumerate(models.items()):
-        axes[i, 2 + j].imshow(afa_cam(m.net, images[i:i + 1], tags[i:i + 1])[0].amax(0).cpu(), cmap="jet", vmin=0, vmax=1)
-        axes[0, 2 + j].set_title(f"CAM, {key}")
+        viz.heat(axes[i, 2 + j], afa_cam(m.net, images[i:i + 1], tags[i:i + 1])[0].amax(0), cmap="jet", vmin=0, vmax=1,
+                 title=f"CAM, {key}" if i == 0 else "", label="CAM" if j == len(models) - 1 else "")
     axes[i, -1].imshow(viz.colorize(models["RML"].predict_labels(images[i:i + 1])[0].cpu()))
 axes[0, 0].set_title("image"); axes[0, 1].set_title("ground truth"); axes[0, -1].set_title("RML prediction")
 for ax in axes.flat:
@@ -339,9 +347,10 @@ display(t1)
 display((100 * pd.DataFrame({f"{row} ({out})": dict(zip(SEEDS, v)) for row, vals in central.items() for out, v in vals.items()}).T)
         .round(1).rename(columns=lambda s: f"seed {s}"))
 print(V.line(V.pair("Table 1, RML above the baseline", central["RML"]["pred"], central["Baseline"]["pred"], a_name="RML",
-                    b_name="Baseline")) + "; paper 64.9 vs 50.3")
+                    b_name="Baseline", paper_a=PAPER_T1["RML"] / 100, paper_b=PAPER_T1["Baseline"] / 100))
+      + f"; paper {PAPER_T1['RML']} vs {PAPER_T1['Baseline']}")
 print(V.line(V.pair("Table 1, RML above the baseline, with CRF", central["RML"]["pred + CRF"], central["Baseline"]["pred + CRF"],
-                    a_name="RML + CRF", b_name="Baseline + CRF")) + "; paper RML + CRF 67.2")
+                    a_name="RML + CRF", b_name="Baseline + CRF", paper_a=0.672)) + "; paper RML + CRF 67.2")
 print(V.line(V.ordering("Table 1 (baseline and RML over the seeds, the others one seed)", t1_values,
                         {r: v / 100 for r, v in PAPER_T1.items()})))
 
@@ -358,7 +367,7 @@ if dataset == "synthetic" and tscd_file.is_file():
     room_afa = (headroom(FLOOR, afa_seg, tscd_json["headroom"]["ceiling"], paper_baseline=0.638, paper_gain=0.011)
                 if "headroom" in tscd_json else None)           # AFA's own room: its ceiling from tscd.ipynb
     print(V.line(V.pair("Table 3 pair, RML above AFA", central["RML"]["pred"], afa_seg, a_name="RML", b_name="AFA",
-                        headroom=room_afa))
+                        headroom=room_afa, paper_a=0.649, paper_b=0.638))
           + f" (AFA from {tscd_file.name}, the same data and profile; paper 64.9 vs 63.8)")
 else:
     print(f"Table 3 pair: no committed AFA result for dataset {dataset!r} at profile {profile!r} ({tscd_file.name}); run tscd.ipynb")
@@ -380,7 +389,7 @@ for row, v in t2_values.items():
         ROOM_T2[row] = headroom(FLOOR, v, HEADROOM["ceiling"], paper_baseline=PAPER_T2[row] / 100,
                                 paper_gain=(PAPER_T2["RML"] - PAPER_T2[row]) / 100)
         print(V.line(V.pair(f"Table 2, RML above {row}", central["RML"]["pred"], v, a_name="RML", b_name=row.split(")")[0] + ")",
-                            headroom=ROOM_T2[row])))
+                            headroom=ROOM_T2[row], paper_a=PAPER_T2["RML"] / 100, paper_b=PAPER_T2[row] / 100)))
 print("(b): without the fusion module, R_c is the last stage's features. (d) is the run of Table 1's \"+CIML +MFML\" row "
       "(the same switches in our reading; the paper reports 61.7 and 63.0, so its two rows differ in something it does not state).")
 
@@ -404,6 +413,13 @@ else:
 
 # %% [markdown]
 # ## 6. Summary and results
+#
+# The closing table: every claim this notebook judged, the paper's numbers, ours (mean +- std over the runs, in
+# brackets), and the verdict with its reason. It is stored in the results json as "closing_table".
+
+# %%
+CLOSING = closing_table(V.entries, HEADROOM)
+show_closing_table(CLOSING)
 
 # %% [markdown]
 # **What this run shows** (quick, synthetic benchmark, one CPU, the reproducible mode; every number is in an output
@@ -438,7 +454,7 @@ rec = lambda v, paper, **f: miou_record(v, paper, **f)  # noqa: E731
 summary = {
     "table1": [rec(v, PAPER_T1[row], row=row) for row, v in t1_values.items()],
     "table1_seeds": {"seeds": SEEDS, **{row: {out: v for out, v in vals.items()} for row, vals in central.items()}},
-    "headroom": HEADROOM, "headroom_table2": ROOM_T2, "verdicts": V.entries, "ceiling": results["Ceiling (full masks)"]["miou"], "standin": STANDIN,
+    "headroom": HEADROOM, "headroom_table2": ROOM_T2, "verdicts": V.entries, "closing_table": CLOSING, "ceiling": results["Ceiling (full masks)"]["miou"], "standin": STANDIN,
     "table1_crf": {row: rec(central[row]["pred + CRF"], 67.2 if row == "RML" else None, row=row) for row in central},
     "table3_pair": {"AFA": afa_row, "RML": rec(central["RML"]["pred"], 64.9), "RML + CRF": rec(central["RML"]["pred + CRF"], 67.2)},
     "table2": [rec(v, PAPER_T2[row], row=row) for row, v in t2_values.items()],

@@ -111,8 +111,9 @@ from wsss.models import standins
 from wsss.methods import seminar
 from wsss.methods.seminar import Seminar, alpha_for_run, ema_horizon
 from wsss.notebook import (Stopwatch, scratch_folder, default_workers, floor_miou, head_dilation, miou_record, open_data,
-                           output_dirs, pixels, profile_settings, show_source, write_results)
-from wsss.records import Verdicts, central_std, format_miou, headroom, headroom_line, verdict_entry
+                           output_dirs, pixels, profile_settings, show_closing_table, show_source,
+                           write_results)
+from wsss.records import Verdicts, central_std, closing_table, format_miou, headroom, headroom_line, verdict_entry
 from wsss.train import lr_factor, resolve_device, seed_everything, TrainConfig
 
 clock = Stopwatch()
@@ -170,7 +171,7 @@ print(f"data: {root}; {len(train_raw)} train and {len(val_set)} val images; clas
 
 # %%
 shown = [train_raw[i] for i in range(6)]
-fig = viz.image_grid([[viz.draw_clicks(s["image"], s["clicks"], radius=1) for s in shown],
+fig = viz.image_grid([[viz.draw_clicks(s["image"], s["clicks"]) for s in shown],
                       [viz.colorize(s["mask"]) for s in shown]], ["image + clicks", "ground truth"], class_names=names)
 fig.savefig(figures_dir / "seminar_clicks.png", dpi=100, bbox_inches="tight")
 counts = [len(train_raw[i]["clicks"]) for i in range(min(len(train_raw), 200))]
@@ -203,7 +204,8 @@ viz.block_diagram(
     path=figures_dir / "seminar_architecture.png");
 
 # %%
-show_source(seminar.partial_ce, seminar.pixel_consistency)
+show_source(("**Eq. (2)**, $\\mathcal{L}_{pCE}$ over the clicked pixels:", seminar.partial_ce),
+            ("**Eq. (3)**, $\\mathcal{L}_{pCons}$ (without its sign typo):", seminar.pixel_consistency))
 
 # %% [markdown]
 # **The dense-CRF loss (Eq. 4)** is rloss's energy, computed by the shared `wsss.refine.dense_crf_loss` (one lattice per
@@ -212,14 +214,20 @@ show_source(seminar.partial_ce, seminar.pixel_consistency)
 # small images as at rloss's (another test).
 
 # %%
-show_source(seminar.crf_loss, seminar.crf_weight)
+show_source(("**Eq. (4)**, $\\mathcal{L}_{CRF}$, rloss's energy:", seminar.crf_loss),
+            ("Its weight at our image size, derived from rloss's reductions:", seminar.crf_weight))
 
 # %% [markdown]
 # **The EMA teacher (Eq. 1)**, updated after each optimiser step (the trainer's after-step hook; the teacher is never in
 # the optimiser), and the ramp of $\lambda_{pCons}$; **the pseudo-label loss (Eq. 6)** of a primary model.
 
 # %%
-show_source(seminar.ema_update, seminar.alpha_for_run, seminar.pcons_weight, seminar.pseudo_ce, Seminar.forward)
+show_source(("**Eq. (1)**, the EMA teacher:", seminar.ema_update),
+            ("The decay $\\alpha$ kept as the same share of a shorter run:", seminar.alpha_for_run),
+            ("The ramp of $\\lambda_{pCons}$ (Sec. 4.1):", seminar.pcons_weight),
+            ("**Eq. (6)**, $\\mathcal{L}_{pseudo}$:", seminar.pseudo_ce),
+            ("**Eq. (5)** and **(7)**, one step of a student: $L^*$, plus $\\lambda_{pseudo} L_{pseudo}$ in the primary model:",
+             Seminar.forward))
 
 # %% [markdown]
 # ## 3. The stand-in backbone and the trainings
@@ -350,7 +358,8 @@ for name in (f"pCE seed={seed}", f"pCE + CRF + pCons seed={seed}", f"all four se
     axes[1].plot([x["step"] for x in h], [x.get("pcons", np.nan) * x.get("lambda_pcons", np.nan) for x in h], label=name)
     axes[2].plot([x["step"] for x in h], [x.get("pseudo", np.nan) for x in h], label=name)
 for ax, title in zip(axes, ("partial CE (Eq. 2)", "lambda_pCons x L_pCons (Eq. 3, ramped)", "L_pseudo (Eq. 6)")):
-    ax.set_title(title); ax.set_xlabel("iteration")
+    ax.set_title(title); ax.set_xlabel("iteration"); ax.set_ylabel("loss (mean over 10 iterations)", fontsize=8); ax.grid(alpha=0.3)
+axes[1].set_yscale("log"); axes[1].set_ylabel("loss, log scale (mean over 10 it.)", fontsize=8)   # one spike dwarfs the rest
 axes[0].legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(figures_dir / "seminar_training.png", dpi=100, bbox_inches="tight")
@@ -436,9 +445,11 @@ print(headroom_line(HEADROOM))
 print(f"seeds' std on the central rows: {100 * STD:.1f} points; gaps under 2 x std are inconclusive" if STD is not None else
       "seeds' std on the central rows: not known (one seed each); every verdict is inconclusive")
 print(V.line(V.pair(f"Table 3, all four above pCE ({len(SEEDS)} seeds; paper 72.51 vs 54.70)", t3_fractions["all four"],
-                    t3_fractions["pCE"], a_name="all four", b_name="pCE", headroom=HEADROOM)))
+                    t3_fractions["pCE"], a_name="all four", b_name="pCE", headroom=HEADROOM,
+                    paper_a=PAPER_T3["all four"][1] / 100, paper_b=PAPER_T3["pCE"][1] / 100)))
 print(V.line(V.pair(f"row 5 above row 4 (student-student, {len(SEEDS)} seeds)", t3_fractions["all four"], t3_fractions["pCE + CRF + pCons"],
-                    a_name="all four", b_name="pCE + CRF + pCons", headroom=HEADROOM)))
+                    a_name="all four", b_name="pCE + CRF + pCons", headroom=HEADROOM,
+                    paper_a=PAPER_T3["all four"][1] / 100, paper_b=PAPER_T3["pCE + CRF + pCons"][1] / 100)))
 print(V.line(V.ordering("Table 3 (ResNet column; pCE, row 4 and all four over the seeds, the others one seed)",
                         {r: v for r, v in t3_fractions.items() if r != "full supervision"},
                         {r: p[1] / 100 for r, p in PAPER_T3.items() if r != "full supervision"}, headroom=HEADROOM)))
@@ -552,7 +563,7 @@ display(fig5a.round(2))
 chain_fractions = [results[name]["miou"]["student"] for name in
                    (f"pCE + CRF + pCons seed={seed}", f"all four seed={seed}", *(f"chain {k}" for k in range(2, SETTINGS["chain"] + 1)))]
 print(V.line(V.pair("Fig. 5(a), the first module helps (one run each)", chain_fractions[1], chain_fractions[0],
-                    a_name="1 module", b_name="0 modules")))
+                    a_name="1 module", b_name="0 modules", paper_a=0.7251, paper_b=0.7029)))
 print("Fig. 5(a), more modules add little (|change| < 1 point): "
       + ", ".join(f"{k}: {chain[k] - chain[k - 1]:+.1f}" for k in range(2, len(chain))))
 
@@ -580,20 +591,37 @@ if 200 in by_lambda:   # 200 the best: 200 above every other value, by the rule 
     words = [e["verdict"] for e in pairs_5c]
     overall = "did not hold" if "did not hold" in words else "held" if words and set(words) == {"held"} else "inconclusive"
     print(f"Fig. 5(c), 200 the best: {overall} (best here: {best:g}; one run each)")
-fig, axes = plt.subplots(1, 3, figsize=(12, 3))
-axes[0].plot(range(len(chain)), chain, "o-"); axes[0].set_xlabel("student-student modules")
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+row4_seeds = [100 * x for x in t3_fractions["pCE + CRF + pCons"]]
+band = None if STD is None else (row4 - 200 * STD, row4 + 200 * STD, "row 4 (seed 0) +- 2 x seeds' std")
+every_seed = "central rows"
+viz.plot_sweep({"ours (one run a point)": list(enumerate(chain)),
+                every_seed: [(0, row4_seeds), (1, [100 * x for x in t3_fractions["all four"]])],
+                "paper ResNet-101 (text)": [(0, 70.29), (1, 72.51)]},
+               xlabel="student-student modules", ax=axes[0], band=band, title="Fig. 5(a)")
+axes[0].set_xticks(range(len(chain)))
 shown_b = [r for r in fig5b if r["ours"] is not None]
-axes[1].plot([r["horizon share"] * 100 for r in shown_b], [r["ours"] for r in shown_b], "o-"); axes[1].set_xscale("log")
-axes[1].set_xlabel("EMA horizon, % of the run (paper alpha 0.99 / 0.999 / 0.9999)")
-axes[2].plot([r["lambda_pCons"] for r in fig5c], [r["ours"] for r in fig5c], "o-"); axes[2].set_xscale("log")
-axes[2].set_xlabel("lambda_pCons")
-for ax, t in zip(axes, "abc"):
-    ax.set_ylabel("val mIoU (%)"); ax.set_title(f"Fig. 5({t})")
+viz.plot_sweep({"ours (one run a point)": [(100 * r["horizon share"], r["ours"]) for r in shown_b],
+                every_seed: [(100 * r["horizon share"], row4_seeds) for r in shown_b if r["alpha (paper)"] == alpha]},
+               xlabel="EMA horizon, % of the run (paper alpha " + " / ".join(f"{r['alpha (paper)']:g}" for r in shown_b) + ")",
+               ax=axes[1], band=band, logx=True, title="Fig. 5(b)")
+viz.plot_sweep({"ours (one run a point)": [(r["lambda_pCons"], r["ours"]) for r in fig5c],
+                every_seed: [(lambda_pcons, row4_seeds)]},
+               xlabel="lambda_pCons", ax=axes[2], band=band, logx=True, title="Fig. 5(c)")
+for ax in axes[1:]:
+    ax.get_legend().remove()
 fig.tight_layout()
 fig.savefig(figures_dir / "seminar_fig5.png", dpi=100, bbox_inches="tight")
 
 # %% [markdown]
 # ## 8. Summary and results
+#
+# The closing table: every claim this notebook judged, the paper's numbers, ours (mean +- std over the runs, in
+# brackets), and the verdict with its reason. It is stored in the results json as "closing_table".
+
+# %%
+CLOSING = closing_table(V.entries, HEADROOM)
+show_closing_table(CLOSING)
 
 # %% [markdown]
 # **What this run shows** (quick, synthetic benchmark, ResNet column, one CPU, the reproducible mode; every number is in
@@ -641,7 +669,7 @@ summary = {
     "levers": None if LEVERS is None else LEVERS.to_dict(orient="records"),
     "fig5b": [{**r, "miou": None if r["ours"] is None else r["ours"] / 100} for r in fig5b],
     "fig5c": [{**r, "miou": r["ours"] / 100} for r in fig5c],
-    "verdicts": V.entries, "headroom": HEADROOM,
+    "verdicts": V.entries, "closing_table": CLOSING, "headroom": HEADROOM,
     "clicks": CLICKS, "schedule": SCHEDULE, "all_runs": {name: r["miou"] for name, r in results.items()},
     "run_seconds": {name: {"train": r["train_seconds"], "eval": r["eval_seconds"]} for name, r in results.items()},
     "grid_seconds": grid_seconds, "pretrain_seconds": pretrain_seconds,

@@ -114,8 +114,9 @@ from wsss.methods.baselines import MaskSupervised
 from wsss.methods.psa import PSA, psa_probs
 from wsss.methods.ssdd import SSDD
 from wsss.notebook import (Stopwatch, scratch_folder, default_workers, floor_miou, head_dilation, miou_record, open_data,
-                           output_dirs, pixels, profile_settings, scaled_bilateral, show_source, write_results)
-from wsss.records import VERDICTS, Verdicts, central_std, format_miou, headroom, headroom_line
+                           output_dirs, pixels, profile_settings, scaled_bilateral, show_closing_table, show_source,
+                           write_results)
+from wsss.records import VERDICTS, Verdicts, central_std, closing_table, format_miou, headroom, headroom_line
 from wsss.train import resolve_device, seed_everything, steps_for_epochs
 
 clock = Stopwatch()
@@ -212,7 +213,9 @@ viz.block_diagram(
 # averaged over the differing and over the agreeing pixels apart, then the two averages are averaged.
 
 # %%
-show_source(ssdd.DDNet, ssdd.difference_target, ssdd.difference_loss)
+show_source(("The DD-Net (Fig. 2): the two masks' embeddings and one difference map each:", ssdd.DDNet),
+            ("**Eq. (1)**, the target $M^{K,A}$ (1 where the masks differ, as the code trains it):", ssdd.difference_target),
+            ("**Eq. (2)**, $J$ for one mask, averaged over the differing and the agreeing pixels apart:", ssdd.difference_loss))
 
 # %% [markdown]
 # **Eq. (3)-(4) and (16)-(17), the decision.** $w_u = \sigma(d^K_u) - \sigma(d^A_u) + bias_u$ and
@@ -225,7 +228,10 @@ show_source(ssdd.DDNet, ssdd.difference_target, ssdd.difference_loss)
 # paper's Eq. (3).
 
 # %%
-show_source(ssdd.class_flags, ssdd.bad_pairs, ssdd.confidence, ssdd.decide)
+show_source(("$\\hat C$ of **Eq. (16)-(17)**, the classes the advice lost:", ssdd.class_flags),
+            ("**Eq. (16)**, the bad pairs left out of the DD-Net's loss:", ssdd.bad_pairs),
+            ("**Eq. (3)** with **Eq. (17)**'s bias, $w_u$:", ssdd.confidence),
+            ("**Eq. (4)**, $m^D$:", ssdd.decide))
 
 # %% [markdown]
 # **Eq. (8), the segmentation loss**, is class-balanced: each class's cross-entropy is averaged over its
@@ -239,7 +245,8 @@ show_source(ssdd.class_flags, ssdd.bad_pairs, ssdd.confidence, ssdd.decide)
 # takes the main head's features, DD-Net 2's the sub head's (public code; the paper does not say).
 
 # %%
-show_source(ssdd.balanced_ce, ssdd.SSDD._dynamic)
+show_source(("**Eq. (8)**, the class-balanced segmentation loss:", ssdd.balanced_ce),
+            ("**Eq. (11)-(15)**, one step of the dynamic stage:", ssdd.SSDD._dynamic))
 
 # %% [markdown]
 # Where the paper is silent we follow the public code, and where the two differ we follow the paper:
@@ -267,7 +274,9 @@ show_source(ssdd.balanced_ce, ssdd.SSDD._dynamic)
 # is SSDD's knowledge $m^{K0}$; its dense CRF the advice $m^{A0}$.
 
 # %%
-show_source(psa.PSA.forward, psa.psa_probs, psa.random_walk_scores)
+show_source(("PSA's training step: AffinityNet's loss on the confident CAM labels:", psa.PSA.forward),
+            ("PSA's map: multi-scale CAMs, walked, per pixel:", psa.psa_probs),
+            ("The random walk along AffinityNet's affinities:", psa.random_walk_scores))
 
 # %%
 workdir = scratch_folder(results_dir.parent, "ssdd", profile)   # <out>/checkpoints/ssdd-<profile>/run-<pid>/, removed at the end
@@ -487,8 +496,8 @@ axes[1].plot(steps_, [h["diff1"] for h in first], label="L_diff1 (Eq. 12)")
 axes[1].plot(steps_, [h["diff2"] for h in first], label="L_diff2 (Eq. 13)")
 axes[2].plot(steps_, [100 * h["changed"] for h in first], label="m^D2 differs from the seed (%)")
 axes[2].plot(steps_, [100 * h["bad1"] for h in first], label="bad pairs, module 1 (%)")
-for ax in axes:
-    ax.set_xlabel("iteration")
+for ax, ylabel in zip(axes, ("loss (mean over 10 iterations)", "loss (mean over 10 iterations)", "% of pixels / of images")):
+    ax.set_xlabel("iteration"); ax.set_ylabel(ylabel, fontsize=8); ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 fig.suptitle(f"Dynamic stage, seed {seed}")
 fig.tight_layout()
@@ -539,7 +548,7 @@ V = Verdicts(std=STD)
 print(f"seeds' std on the central rows: {100 * STD:.1f} points; gaps under 2 x std are inconclusive" if STD is not None else
       "seeds' std on the central rows: not known (one seed each); every verdict is inconclusive")
 t1_entry = V.pair(f"Table 1, SSDD above PSA (seg + CRF, {len(SEEDS)} seeds; paper +3.2)", t1_fractions["SSDD"], t1_fractions["PSA"],
-                  a_name="SSDD", b_name="PSA", headroom=HEADROOM)
+                  a_name="SSDD", b_name="PSA", headroom=HEADROOM, paper_a=PAPER_T1["SSDD"] / 100, paper_b=PAPER_T1["PSA"] / 100)
 t1_verdict = t1_entry["verdict"]
 print(V.line(t1_entry))
 print(V.line(V.pair("static SSDD above PSA", t1_fractions["static SSDD"], t1_fractions["PSA"], a_name="static SSDD", b_name="PSA",
@@ -570,9 +579,13 @@ for ax, (key, values) in zip(axes, SWEEPS.items()):
     points = sorted(set(values) | {DEFAULTS[key]})
     ours = {v: own_default if v == DEFAULTS[key] else miou[f"{key}={v}"]["seg + CRF"] for v in points}
     tableA1[key] = [{"value": v, "miou": ours[v], "paper": PAPER_A1[key].get(v)} for v in points]
-    viz.plot_sweep({"ours": [(v, ours[v]) for v in points], "paper": [(v, PAPER_A1[key].get(v)) for v in points]}, xlabel=key, ax=ax)
-    print(V.line(V.ordering(f"Table A-1, {key} (one seed)", {v: x / 100 for v, x in ours.items()},
-                            {v: p / 100 for v, p in PAPER_A1[key].items()})))
+    band = None if STD is None else (own_default - 200 * STD, own_default + 200 * STD, "default +- 2 x seeds' std")
+    series = {"ours (one run a point)": [(v, ours[v]) for v in points], "paper": [(v, PAPER_A1[key].get(v)) for v in points]}
+    if A1_DEFAULT.startswith("SSDD seed="):      # the default point is Table 1's SSDD run: its other seeds beside it
+        series["Table 1's SSDD"] = [(DEFAULTS[key], t1_values["SSDD"]["seg + CRF"])]
+    viz.plot_sweep(series, xlabel=key, ax=ax, band=band)
+    print(V.line(V.ordering(f"Table A-1, {key} (one seed)", {f"{key}={v:g}": x / 100 for v, x in ours.items()},
+                            {f"{key}={v:g}": p / 100 for v, p in PAPER_A1[key].items()})))
 fig.tight_layout()
 fig.savefig(figures_dir / "ssdd_tableA1.png", dpi=110, bbox_inches="tight")
 a1_runs = {f"default (b_dd={b_dd}, b_class={b_class}, alpha={alpha})": A1_DEFAULT,
@@ -636,12 +649,21 @@ claim2["text"] = (f"{claim2['claim']}: {claim2['verdict']} ({len(pair_words)} pa
                   f"{pair_words.count('held')} held, {pair_words.count('did not hold')} did not hold, {pair_words.count('inconclusive')} inconclusive; "
                   + ("no seed std known" if V.std is None else f"2 x std = {200 * V.std:.1f} points")
                   + f"; gap by falling w_rgb: {', '.join(f'{g:+.1f}' for g in gaps)})")
+claim2["paper_text"] = "the gap shrinks as w_rgb weakens (Fig. 6, read off the figure)"
+claim2["ours_text"] = "gap (SSDD + CRF - CRF) at w_rgb " + ", ".join(f"{w:g}: {g:+.1f}" for w, g in zip(claim2["w_rgb"], gaps))
 V.entries.append(claim2)
 print(V.line(claim2))
 fig6_table.round(1)
 
 # %% [markdown]
 # ## 9. Summary and results
+#
+# The closing table: every claim this notebook judged, the paper's numbers, ours (mean +- std over the runs, in
+# brackets), and the verdict with its reason. It is stored in the results json as "closing_table".
+
+# %%
+CLOSING = closing_table(V.entries, HEADROOM)
+show_closing_table(CLOSING)
 
 # %% [markdown]
 # **What this run shows** (quick, synthetic benchmark, the reproducible mode; the numbers are in the outputs above):
@@ -681,7 +703,7 @@ summary = {
                for row in ROWS],
     "table1_seeds": {"seeds": SEEDS, **{row: {out: [x / 100 for x in v] for out, v in vals.items()} for row, vals in t1_values.items()}},
     "table1_verdict": t1_verdict,
-    "verdicts": V.entries, "headroom": HEADROOM, "headroom_table1_pairs": ROOM_T1,
+    "verdicts": V.entries, "closing_table": CLOSING, "headroom": HEADROOM, "headroom_table1_pairs": ROOM_T1,
     "ceiling": results["Ceiling (full masks)"]["miou"],
     "tableA1_bdd": [miou_record(r["miou"] / 100, r["paper"], b_dd=r["value"]) for r in tableA1["b_dd"]],
     "tableA1_bclass": [miou_record(r["miou"] / 100, r["paper"], b_class=r["value"]) for r in tableA1["b_class"]],

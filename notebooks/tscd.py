@@ -107,8 +107,9 @@ from wsss.methods.tscd import TSCD
 from wsss.methods.baselines import MaskSupervised
 from wsss.models import standins
 from wsss.notebook import (Stopwatch, scratch_folder, default_workers, floor_miou, miou_record, open_data, output_dirs,
-                           pixels, profile_settings, scaled_bilateral, show_source, write_results)
-from wsss.records import Verdicts, central_std, format_miou, headroom, headroom_line
+                           pixels, profile_settings, scaled_bilateral, show_closing_table, show_source,
+                           write_results)
+from wsss.records import Verdicts, central_std, closing_table, format_miou, headroom, headroom_line
 from wsss.refine import par
 from wsss.train import resolve_device, seed_everything
 
@@ -209,7 +210,10 @@ viz.block_diagram(
     path=figures_dir / "tscd_architecture.png");
 
 # %%
-show_source(afa.AFANet.forward, afa.two_background_label, afa.propagate)
+show_source(("AFA's network: one MiT pass gives the CAM, the tag logits, the decoder's logits and the affinity from the attention:",
+             afa.AFANet.forward),
+            ("AFA's label from a high- and a low-background run (ignored where they disagree):", afa.two_background_label),
+            ("AFA's propagation along the learnt affinity (its code: one step, power 2):", afa.propagate))
 
 # %% [markdown]
 # **PAR, PAMR and VARM** share one core: $P_i \leftarrow \sum_j k_{ij} P_j$ over 8 neighbours at each dilation,
@@ -219,7 +223,10 @@ show_source(afa.AFANet.forward, afa.two_background_label, afa.propagate)
 # down and right differences at each neighbour instead; we implement the paper's.
 
 # %%
-show_source(par.propagate, par.par_kernel, par.image_variation, par.varm_kernel)
+show_source(("**Eq. (11)**, the update every refiner shares:", par.propagate),
+            ("PAR's kernel (AFA), the baseline's refiner:", par.par_kernel),
+            ("**Eq. (8)**, the variation $\\mathcal{V}$:", par.image_variation),
+            ("**Eq. (9)-(10)**, VARM's kernel:", par.varm_kernel))
 
 # %% [markdown]
 # **SCD (Eq. 3-7).** $\mathcal{M}$ = cosine of the (no-gradient, min-max) CAMs at sampled positions of the image
@@ -243,7 +250,9 @@ print(f"energy per pixel of the true masks: {REG['e_paper']:.1f} at {REG['paper_
       f"{REG['ratio']:.1f} (the pixel-count ratio (512 / {REG['crop_px']})^2 = {(512 / REG['crop_px']) ** 2:.1f})")
 print(f"L_reg weight per pixel: 1e-7 x 256^2 x {REG['ratio']:.1f} = {REG['weight']:.3f} (pixel count alone: "
       f"{REG['naive_weight']:.4f}); times lambda2 = {lambda2} in Eq. (15)")
-show_source(tscd.scd_loss, tscd.equ_loss, tscd.TSCD.forward)
+show_source(("**Eq. (3)-(7)**, $\\mathcal{L}_{SCD}$:", tscd.scd_loss),
+            ("**Eq. (12)**, $\\mathcal{L}_{equ}$:", tscd.equ_loss),
+            ("**Eq. (15)**, the step's losses:", tscd.TSCD.forward))
 
 # %% [markdown]
 # ## 2. The classifier after the warm-up, and the refiners on one image
@@ -274,7 +283,9 @@ TRAIN_MASKS = dataset_masks(train_raw)
 mit_tags.dilations, mit_tags.kernel_args = SETTINGS["dilations"], KERNEL_ARGS
 REFINERS = [None, "pamr", "par", "varm-rgb", VARM]
 start_quality = tscd_runs.refiner_quality(mit_tags, train_raw, REFINERS, TRAIN_MASKS, device=dev, batch_size=eval_batch)
-pd.DataFrame({str(r): {"mIoU where labelled": 100 * q["miou"], "labelled %": 100 * q["labelled"]} for r, q in start_quality.items()}).T.round(1)
+REFINER_NAME = {None: "unrefined", "pamr": "PAMR", "par": "PAR", "varm-rgb": "VARM, k_rgb only", VARM: "VARM"}
+pd.DataFrame({REFINER_NAME[r]: {"mIoU where labelled": 100 * q["miou"], "labelled %": 100 * q["labelled"]}
+              for r, q in start_quality.items()}).T.round(1)
 
 # %%
 shown = collate([train_raw[i] for i in range(16)])
@@ -283,30 +294,31 @@ cams = mit_tags.cams(images, tags)
 half = F.interpolate(images.float() / 255, scale_factor=0.5, mode="bilinear", align_corners=False)
 k_par = par.par_kernel(half, SETTINGS["dilations"])
 k_varm = par.varm_kernel(half, SETTINGS["dilations"], alpha=alpha, beta=beta)
-labels = {str(r): afa.cam_labels(images, cams, tags, refiner=r, dilations=SETTINGS["dilations"], kernel_args=KERNEL_ARGS.get(r)).cpu()
-          for r in (None, "par", VARM)}
+labels = {REFINER_NAME[r]: afa.cam_labels(images, cams, tags, refiner=r, dilations=SETTINGS["dilations"],
+                                          kernel_args=KERNEL_ARGS.get(r)).cpu() for r in (None, "par", VARM)}
 # the foreground each label gets right (pixels labelled with the true object class) on 16 train images
 truth = shown["mask"]
-fg_right = pd.DataFrame({f"refiner {r}": ((lab == truth) & (truth > 0) & (truth != 255)).flatten(1).sum(1).numpy()
-                         for r, lab in labels.items()})
+fg_right = pd.DataFrame({name: ((lab == truth) & (truth > 0) & (truth != 255)).flatten(1).sum(1).numpy()
+                         for name, lab in labels.items()})
 fg_right["object pixels"] = ((truth > 0) & (truth != 255)).flatten(1).sum(1).numpy()
-gain = fg_right[["refiner par", f"refiner {VARM}"]].min(1) - fg_right["refiner None"]
+gain = fg_right[["PAR", "VARM"]].min(1) - fg_right["unrefined"]
 i = int(gain.idxmax())                                            # the image where both refiners extend the object most
 print(f"object pixels each label gets right, 16 train images (sum): " + ", ".join(f"{c} {fg_right[c].sum()}" for c in fg_right))
 print(f"shown below: image {i}, where both refiners extend the object most: {fg_right.loc[i].to_dict()}"
       if gain.max() > 0 else f"on none of the 16 images do both refiners extend the object (largest change {gain.max()} pixels); image {i} shown")
 k_par, k_varm = k_par[i, 0], k_varm[i, 0]
-fig, axes = plt.subplots(2, 5, figsize=(13, 5.4))
+fig, axes = plt.subplots(2, 5, figsize=(14, 5.4))
 n_ring = 8
-axes[0, 0].imshow(shown["image"][i].permute(1, 2, 0)); axes[0, 0].set_title(f"image {i}")
-axes[0, 1].imshow(k_par[:n_ring].amax(0).cpu(), cmap="magma"); axes[0, 1].set_title("PAR: max weight, dilation 1")
-axes[0, 2].imshow(k_varm[:n_ring].amax(0).cpu(), cmap="magma"); axes[0, 2].set_title("VARM: max weight, dilation 1")
-axes[0, 3].imshow(par.image_variation(half)[i, 0].cpu(), cmap="gray"); axes[0, 3].set_title("variation V (Eq. 8)")
-axes[0, 4].imshow((k_varm - k_par).sum(0).cpu(), cmap="coolwarm"); axes[0, 4].set_title("VARM - PAR, summed")
-axes[1, 0].imshow(viz.colorize(shown["mask"][i])); axes[1, 0].set_title("ground truth")
-axes[1, 1].imshow(cams[i].amax(0).cpu(), cmap="jet"); axes[1, 1].set_title("CAM (tagged, max)")
-for ax, (r, lab) in zip(axes[1, 2:], labels.items()):
-    ax.imshow(viz.colorize(lab[i])); ax.set_title(f"label, {'unrefined' if r == 'None' else r}: {fg_right.loc[i, 'refiner ' + r]} obj. px")
+axes[0, 0].imshow(shown["image"][i].permute(1, 2, 0)); axes[0, 0].set_title(f"image {i}", fontsize=9)
+viz.heat(axes[0, 1], k_par[:n_ring].amax(0), cmap="magma", title="PAR: max weight, dilation 1", label="kernel weight")
+viz.heat(axes[0, 2], k_varm[:n_ring].amax(0), cmap="magma", title="VARM: max weight, dilation 1", label="kernel weight")
+viz.heat(axes[0, 3], par.image_variation(half)[i, 0], cmap="gray", title="variation V (Eq. 8)", label="V")
+viz.heat(axes[0, 4], (k_varm - k_par).sum(0), cmap="coolwarm", centered=True, title="VARM - PAR, summed over neighbours",
+         label="weight difference")
+axes[1, 0].imshow(viz.colorize(shown["mask"][i])); axes[1, 0].set_title("ground truth", fontsize=9)
+viz.heat(axes[1, 1], cams[i].amax(0), cmap="jet", vmin=0, vmax=1, title="CAM (tagged, max)", label="CAM")
+for ax, (name, lab) in zip(axes[1, 2:], labels.items()):
+    ax.imshow(viz.colorize(lab[i])); ax.set_title(f"label, {name}: {fg_right.loc[i, name]} obj. px", fontsize=9)
 for ax in axes.flat:
     ax.axis("off")
 fig.tight_layout()
@@ -334,8 +346,8 @@ for row, i in enumerate((0, 1)):
     for p, colour in ((fg, "lime"), (bg, "red")):
         axes[row, 0].plot((p % n1 + 0.5) * crop / n1, (p // n1 + 0.5) * crop / n1, "x", color=colour, ms=10, mew=2)
     axes[row, 1].imshow(view[i].permute(1, 2, 0).cpu()); axes[row, 1].set_title(f"view x{view_scale}")
-    axes[row, 2].imshow(m[fg].reshape(n2, n2), cmap="viridis", vmin=0, vmax=1); axes[row, 2].set_title("M of the green point")
-    axes[row, 3].imshow(m[bg].reshape(n2, n2), cmap="viridis", vmin=0, vmax=1); axes[row, 3].set_title("M of the red point")
+    viz.heat(axes[row, 2], m[fg].reshape(n2, n2), vmin=0, vmax=1, title="M of the green point", label="cosine")
+    viz.heat(axes[row, 3], m[bg].reshape(n2, n2), vmin=0, vmax=1, title="M of the red point", label="cosine")
 for ax in axes.flat:
     ax.axis("off")
 fig.tight_layout()
@@ -393,9 +405,12 @@ for name in (f"AFA seed={seed}", f"TSCD seed={seed}", "Baseline"):
     axes[0].plot([x["step"] for x in h], [x["loss"] for x in h], label=name)
     axes[1].plot([x["step"] for x in h], [x.get("seg", np.nan) for x in h], label=name)
     axes[2].plot([x["step"] for x in h], [x.get("ignored", np.nan) for x in h], label=name)
-for ax, title in zip(axes, ("total loss", "L_seg", "share of ignored (255) label pixels")):
-    ax.set_title(title); ax.set_xlabel("iteration"); ax.axvline(SETTINGS["cls_only"], color="gray", lw=0.8, ls=":")
-axes[2].axvline(SETTINGS["walk_from"], color="tab:blue", lw=0.8, ls="--")
+for ax, title, ylabel in zip(axes, ("total loss", "L_seg", "share of ignored (255) label pixels"),
+                             ("loss (mean over 10 iterations)", "loss (mean over 10 iterations)", "share of the label's pixels")):
+    ax.set_title(title); ax.set_xlabel("iteration"); ax.set_ylabel(ylabel, fontsize=8); ax.grid(alpha=0.3)
+    ax.axvline(SETTINGS["cls_only"], color="gray", lw=0.8, ls=":", label="end of the classifier-only warm-up")
+axes[2].axvline(SETTINGS["walk_from"], color="tab:blue", lw=0.8, ls="--", label="AFA's walk starts")
+axes[2].legend(handles=axes[2].get_lines()[-1:], fontsize=7)
 axes[0].legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(figures_dir / "tscd_training.png", dpi=100, bbox_inches="tight")
@@ -434,7 +449,8 @@ display(t1)
 display((100 * pd.DataFrame({f"{row} ({out})": dict(zip(SEEDS, v)) for row, vals in central.items() for out, v in vals.items()}).T)
         .round(1).rename(columns=lambda s: f"seed {s}"))
 for out in OUT:
-    entry = V.pair(f"Table 1, TSCD above AFA ({out})", central["TSCD"][out], central["AFA"][out], a_name="TSCD", b_name="AFA")
+    entry = V.pair(f"Table 1, TSCD above AFA ({out})", central["TSCD"][out], central["AFA"][out], a_name="TSCD", b_name="AFA",
+                   paper_a=PAPER_T1["TSCD"][out] / 100, paper_b=PAPER_T1["AFA"][out] / 100)
     print(V.line(entry) + f"; paper {PAPER_T1['TSCD'][out]} vs {PAPER_T1['AFA'][out]}")
 
 T3_ROWS = {"Baseline": ("", "", "", ""), "+VARM": ("yes", "", "", ""), "+VARM +SCD": ("yes", "yes", "", ""),
@@ -472,7 +488,8 @@ for a, b in (("R-SCD", "R-Base"), ("WR38-SCD", "WR38-Base"), ("TSCD", "TSCD w/o 
             print(f"Table 4, {a} above {b}: not judged here (no WR38 ceiling trained): {fmt(t4_values[a])} vs "
                   f"{fmt(t4_values[b])}; paper {PAPER_T4[a]} vs {PAPER_T4[b]}")
             continue
-        print(V.line(V.pair(f"Table 4, {a} above {b}", t4_values[a], t4_values[b], a_name=a, b_name=b, headroom=ROOM_T4[a]))
+        print(V.line(V.pair(f"Table 4, {a} above {b}", t4_values[a], t4_values[b], a_name=a, b_name=b, headroom=ROOM_T4[a],
+                            paper_a=PAPER_T4[a] / 100, paper_b=PAPER_T4[b] / 100))
               + f"; paper {PAPER_T4[a]} vs {PAPER_T4[b]}")
 if not SETTINGS["wr38_runs"]:
     print("WR38 rows: not run at this profile (full and paper run them).")
@@ -514,6 +531,13 @@ else:       # label quality is not the paper's quantity: the ordering is shown, 
 
 # %% [markdown]
 # ## 7. Summary and results
+#
+# The closing table: every claim this notebook judged, the paper's numbers, ours (mean +- std over the runs, in
+# brackets), and the verdict with its reason. It is stored in the results json as "closing_table".
+
+# %%
+CLOSING = closing_table(V.entries, HEADROOM)
+show_closing_table(CLOSING)
 
 # %% [markdown]
 # **What this run shows** (quick, synthetic benchmark, one CPU, the reproducible mode; every number is in an output above):
@@ -553,7 +577,7 @@ rec = lambda v, paper, **f: miou_record(v, paper, **f)  # noqa: E731
 summary = {
     "table1": [{"row": row, **{out: rec(vals[out], PAPER_T1[row][out]) for out in OUT}} for row, vals in central.items()],
     "table1_seeds": {"seeds": SEEDS, **{row: {out: v for out, v in vals.items()} for row, vals in central.items()}},
-    "headroom": HEADROOM, "headroom_table3": ROOM_T3, "headroom_table4": ROOM_T4, "verdicts": V.entries,
+    "headroom": HEADROOM, "headroom_table3": ROOM_T3, "headroom_table4": ROOM_T4, "verdicts": V.entries, "closing_table": CLOSING,
     "ceiling": results["Ceiling (full masks)"]["miou"], "ceiling_resnet": results["Ceiling, ResNet (full masks)"]["miou"],
     "table3": [rec(t3_values[row], PAPER_T3[row], row=row, **dict(zip(("VARM", "SCD", "L_aux", "L_equ"), T3_ROWS[row]))) for row in T3_ROWS],
     "table4": [rec(v, PAPER_T4[row], row=row) for row, v in t4_values.items()],

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from wsss.records import (VERDICTS, Verdicts, central_std, format_miou, headroom, headroom_line, ordering_entry,
-                          ordering_verdict, pair_verdict, verdict_entry)
+from wsss.records import (VERDICTS, Verdicts, central_std, closing_table, format_miou, headroom, headroom_line,
+                          ordering_entry, ordering_verdict, pair_verdict, verdict_entry)
 
 PAPER = {"a": 0.640, "b": 0.530, "c": 0.485}
 TESTABLE = dict(floor=0.107, baseline=0.55, ceiling=0.80, paper_gain=0.05)
@@ -219,3 +219,65 @@ def test_every_committed_verdict_uses_one_of_the_four_words():
     for path in sorted(RESULTS.glob("*.json")):
         for entry in json.loads(path.read_text()).get("verdicts", []):
             assert entry["verdict"] in VERDICTS, (path.name, entry["claim"], entry["verdict"])
+
+
+# ------------------------------------------------------------------ the closing table
+def test_closing_table_has_one_row_per_claim_with_paper_ours_and_verdict():
+    room = headroom(0.107, [0.55, 0.57, 0.53], [0.80], paper_baseline=0.547, paper_ceiling=0.786, paper_gain=0.05)
+    v = Verdicts(std=0.01, headroom=room)
+    v.pair("B above A", [0.60, 0.62, 0.61], [0.55, 0.57, 0.53], a_name="B", b_name="A", paper_a=0.7251, paper_b=0.547)
+    v.pair("C above A (one run)", 0.56, [0.55, 0.57, 0.53], a_name="C", b_name="A")
+    v.ordering("Table X", {"a": [0.70, 0.72, 0.71], "b": 0.60, "c": 0.65}, PAPER)
+    rows = closing_table(v.entries, room)
+    assert [r["claim"] for r in rows] == ["the room: floor / baseline / ceiling (the paper: baseline / ceiling)",
+                                          "B above A", "C above A (one run)", "Table X"]
+    assert set(rows[0]) == {"claim", "paper", "ours", "verdict", "why"}
+    assert rows[0]["paper"] == "54.7 / 78.6" and rows[0]["ours"] == "10.7 / 55.0 +- 2.0 (3) / 80.0 (1)"
+    assert rows[0]["verdict"] == "testable"
+    assert rows[1]["paper"] == "72.51 vs 54.7; gap +17.8"
+    assert rows[1]["ours"] == "B 61.0 +- 1.0 (3) vs A 55.0 +- 2.0 (3); gap +6.0" and rows[1]["verdict"] == "held"
+    assert rows[1]["why"] == "gap +6.0 against 2 x std = 2.0"
+    assert rows[2]["paper"] == "-" and rows[2]["ours"].startswith("C 56.0 (1) vs A 55.0 +- 2.0 (3)")
+    assert rows[2]["verdict"] == "inconclusive" and "smaller than twice" in rows[2]["why"]
+    # an ordering: both orders, each row with its own runs and std
+    assert rows[3]["paper"] == "a 64.0 > b 53.0 > c 48.5"
+    assert rows[3]["ours"] == "a 71.0 +- 1.0 (3) > c 65.0 (1) > b 60.0 (1)"
+    assert rows[3]["verdict"] == "did not hold" and "largest reversal: b 5.0 points below c" in rows[3]["why"]
+    assert all(r["verdict"] in VERDICTS + ("testable",) for r in rows)
+    json.dumps(rows)
+
+
+def test_closing_table_survives_the_json_round_trip_of_numeric_row_names():
+    entry = ordering_entry("Fig. 6, T", {150: [0.60, 0.62, 0.61], 250: 0.50}, {150: 0.6403, 250: 0.6308}, std=0.01)
+    again = json.loads(json.dumps(entry))                       # keys 150, 250 become "150", "250"
+    row = closing_table([again])[0]
+    assert row["paper"] == "150 64.03 > 250 63.08" and row["ours"] == "150 61.0 +- 1.0 (3) > 250 50.0 (1)"
+    assert row == closing_table([entry])[0]
+
+
+def test_closing_table_takes_the_texts_of_an_entry_that_judges_no_rows():
+    entry = {"claim": "the gap shrinks", "verdict": "inconclusive", "why": "3 of 3 pairs inconclusive",
+             "paper_text": "it shrinks", "ours_text": "gap at w 10: -0.4, 5: -0.3"}
+    assert closing_table([entry]) == [{"claim": "the gap shrinks", "paper": "it shrinks",
+                                       "ours": "gap at w 10: -0.4, 5: -0.3", "verdict": "inconclusive",
+                                       "why": "3 of 3 pairs inconclusive"}]
+
+
+def test_a_paper_number_in_percent_is_refused_naming_the_row():
+    with pytest.raises(ValueError, match="paper number of 'B'.*percent"):
+        verdict_entry("B above A", 0.6, 0.5, a_name="B", b_name="A", paper_a=72.5)
+
+
+def test_a_not_testable_room_says_so_in_the_first_row():
+    room = headroom(0.107, 0.183, 0.584, paper_baseline=0.638, paper_gain=0.012)
+    rows = closing_table([verdict_entry("TSCD above AFA", 0.19, 0.183, std=0.02, headroom=room)], room)
+    assert rows[0]["verdict"] == rows[1]["verdict"] == "not testable here"
+    assert "lower half" in rows[0]["why"] and rows[0]["paper"] == "63.8 / -"
+
+
+@pytest.mark.parametrize("name", ["basics", "asdt", "ssdd", "tscd", "seminar", "rml"])
+def test_committed_results_carry_their_closing_table(name):
+    data = json.loads((RESULTS / f"{name}-quick.json").read_text())
+    rows = data.get("closing_table")
+    assert rows, f"{name}-quick.json has no closing_table (republish the notebook)"
+    assert rows == closing_table(data["verdicts"], data["headroom"]), f"{name}: the stored closing table is stale"

@@ -119,3 +119,35 @@ def test_common_code_imports_no_method():
     for path in (PACKAGE / "methods").glob("*.py"):
         methods = {i for i in _imports(path) if i.startswith("wsss.methods.")}
         assert methods <= allowed.get(path.stem, set()), (path.name, methods)
+
+
+def test_show_source_puts_each_caption_right_above_its_code():
+    from wsss.notebook import show_source
+    from wsss.records import closing_table, headroom
+
+    text = show_source(("**Eq. (1)**, the room:", headroom), closing_table).data
+    first, second = text.index("**Eq. (1)**, the room:"), text.index("def headroom(")
+    assert first < second < text.index("def closing_table(")
+    assert text.count("```python") == 2
+    with pytest.raises(TypeError, match="not a function"):
+        show_source(("caption", 3))
+    with pytest.raises(ValueError, match="at least one"):
+        show_source()
+
+
+def test_every_show_source_in_a_notebook_is_displayed():
+    """show_source returns Markdown: it shows only as a cell's last expression or inside display()."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    for path in sorted(root.glob("*.py")):
+        for n, cell in enumerate(path.read_text().split("\n# %%")):
+            body = "\n".join(line for line in cell.splitlines()[1:])
+            tree = ast.parse(body)
+            for i, stmt in enumerate(tree.body):
+                calls = [c for c in ast.walk(stmt) if isinstance(c, ast.Call) and getattr(c.func, "id", None) == "show_source"]
+                if not calls:
+                    continue
+                last = i == len(tree.body) - 1 and isinstance(stmt, ast.Expr) and stmt.value is calls[0]
+                shown = isinstance(stmt, ast.Expr) and getattr(stmt.value.func, "id", None) == "display"
+                assert last or shown, f"{path.name}, cell {n}: show_source(...) is neither the cell's last expression nor displayed"

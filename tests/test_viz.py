@@ -217,3 +217,57 @@ def test_display_colours_read_on_a_black_background_and_masks_on_disk_keep_voc()
     assert len({tuple(c) for c in pal[:21]}) == 21                 # every class its own colour
     assert palette()[3:6] == [128, 0, 0]                            # the PNG palette stays VOC's
     assert (viz.colorize(np.array([[0, 1], [255, 2]]))[0, 1] == pal[1]).all()
+
+
+def test_heat_draws_a_colour_bar_with_its_label(out):
+    fig, axes = plt.subplots(1, 2)
+    values = np.linspace(-2, 1, 36).reshape(6, 6)
+    im = viz.heat(axes[0], values, cmap="coolwarm", centered=True, title="difference", label="weight")
+    assert im.get_clim() == (-2.0, 2.0)                          # centred: 0 in the middle of the scale
+    viz.heat(axes[1], values.clip(0, 1), vmin=0, vmax=1, label="CAM")
+    bars = [ax for ax in fig.axes if ax not in axes]
+    assert len(bars) == 2 and {b.get_ylabel() for b in bars} == {"weight", "CAM"}
+    fig.savefig(out / "heat.png")
+    with pytest.raises(ValueError, match="2-D map"):
+        viz.heat(axes[0], np.zeros((2, 3, 3)))
+
+
+def test_clicks_are_drawn_as_disks_with_a_dark_rim():
+    image = np.full((64, 64, 3), 128, np.uint8)
+    drawn = viz.draw_clicks(image, [[20, 30, 3], [50, 10, 0]])
+    colour = viz.display_palette()[3]
+    disk = (drawn == colour).all(-1)
+    assert disk.sum() >= 13 and disk[20, 30]                       # radius 2 at 64 px: not a single pixel
+    assert (drawn[20, 33] == 0).all() and (drawn[50, 10] == 255).all()   # the rim, and background clicks in white
+    assert (drawn[0, 0] == 128).all()
+    edge = viz.draw_clicks(image, [[0, 63, 1]], radius=4)          # a click at the border does not wrap around
+    assert (edge[0, 63] == viz.display_palette()[1]).all() and (edge[63, 0] == 128).all()
+
+
+def test_plot_sweep_band_and_log_axis_ticks_at_the_swept_values(out):
+    ax = viz.plot_sweep({"ours": [(50, 73.3), (200, 45.4), (800, 25.6)], "every seed": [(200, [45.4, 52.0, 53.1])]},
+                        xlabel="lambda", band=(41.0, 49.8, "default +- 2 x std"), logx=True)
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["50", "200", "800"]
+    assert not ax.xaxis.get_minor_ticks() or not any(t.label1.get_visible() and t.label1.get_text()
+                                                     for t in ax.xaxis.get_minor_ticks())
+    assert "default +- 2 x std" in [t.get_text() for t in ax.get_legend().get_texts()]
+    ax.figure.savefig(out / "sweep_band_log.png")
+    with pytest.raises(ValueError, match="low <= high"):
+        viz.plot_sweep({"ours": [(1, 2)]}, xlabel="x", band=(3, 1, "bad"))
+
+
+def test_class_card_shows_each_class_with_its_mark_shape_and_scene(out):
+    from wsss.data.synthetic import CLASSES, MARK_COLOURS, SCENES, class_card
+
+    card = class_card(size=48)
+    assert [e["name"] for e in card] == list(CLASSES[1:])
+    for e in card:
+        assert e["scene"] in SCENES and e["shape"] == e["name"] and e["image"].shape == (48, 48, 3)
+        mark = (e["image"].astype(int) == MARK_COLOURS[e["class"] - 1].astype(int)).all(-1)
+        assert mark.sum() > 10 and np.argwhere(mark)[:, 0].mean() < 24          # the mark sits in the upper half
+        assert tuple(viz.display_palette()[e["class"]]) == e["mark_colour"]    # the display colour is the mark's
+    fig = viz.class_card_figure(card, path=out / "class_card.png")
+    assert [ax.get_title() for ax in fig.axes] == [f"{e['class']}: {e['name']}" for e in card]
+    with pytest.raises(ValueError, match="empty"):
+        viz.class_card_figure([])

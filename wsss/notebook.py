@@ -24,8 +24,8 @@ from .data.resized import ensure_resized, profile_image_px
 from .data.tags import describe_tags, tag_report
 from .profiles import BENCHMARK, PROFILES as NOTEBOOK_PROFILES, default_workers, head_dilation, pixels, profile_settings, scaled_bilateral  # noqa: F401
 from . import reproducible
-from .records import (Verdicts, central_std, format_miou, headroom, headroom_line, mean_std, miou_record,  # noqa: F401
-                      ordering_verdict, pair_verdict)
+from .records import (Verdicts, central_std, closing_table, format_miou, headroom, headroom_line, mean_std,  # noqa: F401
+                      miou_record, ordering_verdict, pair_verdict)
 
 # Names IPython puts in a kernel's namespace by itself.
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -329,12 +329,33 @@ def loader_throughput(dataset, *, batch_size: int = 16, num_workers: int = 0, ba
 
 # ---- reading a paper beside its code ---------------------------------------------------------------
 
-def show_source(*objects):
-    """The source of functions or classes as one Markdown code block (a notebook shows it rendered),
-    so that an equation in a Markdown cell sits next to the code that computes it."""
+def show_source(*items):
+    """The source of functions or classes, rendered as Markdown, so that an equation sits next to the code
+    that computes it. Each item is a function or class, or a pair ``(caption, function)``: the caption
+    (Markdown, e.g. "Eq. (3): ...") is printed right above that function's code block, so a cell that
+    shows several functions says which equation each one implements."""
     import inspect
 
     from IPython.display import Markdown
 
-    text = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
-    return Markdown(f"```python\n{text}\n```")
+    if not items:
+        raise ValueError("show_source needs at least one function or (caption, function) pair")
+    parts = []
+    for item in items:
+        caption, obj = item if isinstance(item, tuple) else (None, item)
+        if not callable(obj):
+            raise TypeError(f"show_source: {obj!r} is not a function or class")
+        code = f"```python\n{inspect.getsource(obj).rstrip()}\n```"
+        parts.append(code if caption is None else f"{caption}\n\n{code}")
+    return Markdown("\n\n".join(parts))
+
+
+def show_closing_table(rows: list[dict]):
+    """Display a notebook's closing table (:func:`wsss.records.closing_table`) whole: one row per claim,
+    columns claim / paper / ours / verdict / why, no cell cut short."""
+    import pandas as pd
+    from IPython.display import display
+
+    frame = pd.DataFrame(rows, columns=["claim", "paper", "ours", "verdict", "why"])
+    with pd.option_context("display.max_colwidth", None, "display.width", 250):
+        display(frame)

@@ -193,15 +193,19 @@ def pair_verdict(a, b, *, std=None, headroom=None) -> str:
     return _judge(_row(a, "a"), _row(b, "b"), std, headroom)[0]
 
 
-def verdict_entry(claim: str, a, b, *, std=None, headroom=None, a_name=None, b_name=None) -> dict:
-    """The json-ready verdict of "row a above row b" for the results json's "verdicts"."""
+def verdict_entry(claim: str, a, b, *, std=None, headroom=None, a_name=None, b_name=None, paper_a=None,
+                  paper_b=None) -> dict:
+    """The json-ready verdict of "row a above row b" for the results json's "verdicts". paper_a, paper_b:
+    the paper's numbers for the two rows (fractions), kept beside ours for the closing table."""
     a_name, b_name = a_name or "a", b_name or "b"
     values_a, values_b = _row(a, a_name), _row(b, b_name)
     verdict, used, why = _judge(values_a, values_b, std, headroom)
     mean_a, mean_b = mean_std(values_a)[0], mean_std(values_b)[0]
     return {"claim": claim, "verdict": verdict, "a": a_name, "b": b_name, "mean_a": mean_a, "mean_b": mean_b,
             "gap": mean_a - mean_b, "std": used, "runs_a": len(values_a), "runs_b": len(values_b),
-            "std_a": _std_of(values_a), "std_b": _std_of(values_b), "why": why}
+            "std_a": _std_of(values_a), "std_b": _std_of(values_b), "why": why,
+            "paper_a": None if paper_a is None else _fraction(paper_a, f"paper number of {a_name!r}"),
+            "paper_b": None if paper_b is None else _fraction(paper_b, f"paper number of {b_name!r}")}
 
 
 # ---------------------------------------------------------------- an ordering of rows
@@ -223,7 +227,8 @@ def ordering_entry(claim: str, ours: dict, paper: dict, *, tie: float = 0.0, std
         std = central_std(*values.values()) if rows else None
     entry = {"claim": claim, "verdict": INCONCLUSIVE, "pairs": 0, "pairs_held": 0, "pairs_did_not_hold": 0,
              "pairs_inconclusive": 0, "std": std, "why": None, "ours": mean,
-             "runs": {r: len(values[r]) for r in rows}, "paper": paper_of, "largest_reversal": None}
+             "runs": {r: len(values[r]) for r in rows}, "stds": {r: _std_of(values[r]) for r in rows},
+             "paper": paper_of, "largest_reversal": None}
     if len(rows) < 2:
         entry["why"] = "fewer than two rows to compare with the paper"
         entry["text"] = f"{claim}: {INCONCLUSIVE}: fewer than two rows to compare with the paper."
@@ -288,10 +293,11 @@ class Verdicts:
         self.headroom = headroom
         self.entries: list[dict] = []
 
-    def pair(self, claim: str, a, b, *, a_name=None, b_name=None, headroom: dict | None = None) -> dict:
-        """Judge "a above b", keep the entry and return it."""
+    def pair(self, claim: str, a, b, *, a_name=None, b_name=None, headroom: dict | None = None, paper_a=None,
+             paper_b=None) -> dict:
+        """Judge "a above b", keep the entry and return it (paper_a, paper_b: the paper's numbers, fractions)."""
         entry = verdict_entry(claim, a, b, std=self.std, headroom=self.headroom if headroom is None else headroom,
-                              a_name=a_name, b_name=b_name)
+                              a_name=a_name, b_name=b_name, paper_a=paper_a, paper_b=paper_b)
         self.entries.append(entry)
         return entry
 
@@ -316,3 +322,68 @@ class Verdicts:
         text = (f"{entry['claim']}: {entry['verdict']} ({row(entry['a'], entry['mean_a'], entry['std_a'], entry['runs_a'])} vs "
                 f"{row(entry['b'], entry['mean_b'], entry['std_b'], entry['runs_b'])}; gap {100 * entry['gap']:+.1f}, {spread})")
         return text + (f": {entry['why']}" if entry["verdict"] == NOT_TESTABLE else "")
+
+
+# ---------------------------------------------------------------- a notebook's closing table
+def _runs_text(mean: float, std, runs: int) -> str:
+    """"55.6 +- 1.7 (3)" over several seeds, "55.6 (1)" for one run."""
+    return f"{_pct(mean)} +- {100 * std:.1f} ({runs})" if runs > 1 and std is not None else f"{_pct(mean)} ({runs})"
+
+
+def _closing_row(entry: dict) -> dict:
+    """One verdict entry as a closing-table row: claim, paper, ours, verdict, why. An entry that judges
+    something other than rows (gaps, a curve) says its two texts itself as "paper_text" and "ours_text"."""
+    if "ours_text" in entry:
+        return {"claim": entry["claim"], "paper": entry.get("paper_text") or "-", "ours": entry["ours_text"],
+                "verdict": entry["verdict"], "why": entry.get("why") or ""}
+    if "text" in entry:                      # an ordering: the paper's order and ours, each row with its runs
+        # a json round trip turns numeric row names (T = 150) into strings: look rows up by their text
+        ours, paper = ({str(k): v for k, v in entry.get(key, {}).items()} for key in ("ours", "paper"))
+        runs, stds = ({str(k): v for k, v in (entry.get(key) or {}).items()} for key in ("runs", "stds"))
+        order_paper = [str(r) for r in entry.get("order_paper") or paper]
+        order_ours = [str(r) for r in entry.get("order_ours") or ours]
+        std = entry.get("std")
+        paper_text = " > ".join(f"{r} {_paper_pct(paper[r])}" for r in order_paper if r in paper)
+        ours_text = " > ".join(f"{r} {_runs_text(ours[r], stds.get(r), runs.get(r, 1))}" for r in order_ours if r in ours)
+        why = entry.get("why")
+        if entry["verdict"] != NOT_TESTABLE and entry.get("pairs"):
+            spread = "no seed std known" if std is None else f"2 x std = {200 * std:.1f}"
+            why = (f"{entry['pairs_held']} of {entry['pairs']} pairs held, {entry['pairs_did_not_hold']} did not hold, "
+                   f"{entry['pairs_inconclusive']} inconclusive ({spread})")
+            worst = entry.get("largest_reversal")
+            if worst:
+                why += f"; largest reversal: {worst['above']} {worst['points']:.1f} points below {worst['below']}"
+        return {"claim": entry["claim"], "paper": paper_text or "-", "ours": ours_text or "-",
+                "verdict": entry["verdict"], "why": why or ""}
+    pa, pb = entry.get("paper_a"), entry.get("paper_b")
+    if pa is not None and pb is not None:
+        paper_text = f"{_paper_pct(pa)} vs {_paper_pct(pb)}; gap {100 * (pa - pb):+.1f}"
+    else:
+        paper_text = " vs ".join(_paper_pct(p) if p is not None else "-" for p in (pa, pb)) if (pa, pb) != (None, None) else "-"
+    ours_text = (f"{entry['a']} {_runs_text(entry['mean_a'], entry.get('std_a'), entry['runs_a'])} vs "
+                 f"{entry['b']} {_runs_text(entry['mean_b'], entry.get('std_b'), entry['runs_b'])}; gap {100 * entry['gap']:+.1f}")
+    why = entry.get("why")
+    if why is None and entry.get("std") is not None:
+        why = f"gap {100 * entry['gap']:+.1f} against 2 x std = {200 * entry['std']:.1f}"
+    return {"claim": entry["claim"], "paper": paper_text, "ours": ours_text,
+            "verdict": entry["verdict"], "why": why or ""}
+
+
+def closing_table(entries: list[dict], headroom: dict | None = None) -> list[dict]:
+    """A notebook's closing table, json-ready: one row per verdict entry (:class:`Verdicts`' ``entries``)
+    with "claim", "paper" (the paper's numbers, percent), "ours" (mean +- std (runs), percent), "verdict"
+    (one of :data:`VERDICTS`) and "why"; with ``headroom`` a first row says whether the miniature has room
+    for the claims (floor / baseline / ceiling; "testable" or "not testable here")."""
+    rows = []
+    if headroom is not None:
+        def row(seeds):
+            mean, std = mean_std(seeds)
+            return _runs_text(mean, std, len(seeds))
+
+        paper = " / ".join(_paper_pct(headroom[k]) if headroom.get(k) is not None else "-"
+                           for k in ("paper_baseline", "paper_ceiling"))
+        rows.append({"claim": "the room: floor / baseline / ceiling (the paper: baseline / ceiling)",
+                     "paper": paper if paper != "- / -" else "-",
+                     "ours": f"{_pct(headroom['floor'])} / {row(headroom['baseline_seeds'])} / {row(headroom['ceiling_seeds'])}",
+                     "verdict": "testable" if headroom["testable"] else NOT_TESTABLE, "why": headroom["why"] or ""})
+    return rows + [_closing_row(e) for e in entries]

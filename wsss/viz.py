@@ -135,14 +135,78 @@ def _class_legend(fig, class_names: Sequence[str], *, fontsize: float = 9):
     return legend
 
 
-def draw_clicks(image, clicks, radius: int = 1) -> np.ndarray:
-    """Mark click points (K, 3) [y, x, class] on an image with their class colours."""
+def class_card_figure(card: Sequence[dict], *, path: str | Path | None = None, scale: float = 1.7):
+    """The benchmark's class card (:func:`wsss.data.synthetic.class_card`) as one row of panels: each class's
+    picture, titled with its id and name, its display colour (= its mark colour) as a swatch, its own body
+    shape and preferred scene. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    if not card:
+        raise ValueError("class_card_figure: the card is empty")
+    pal = display_palette()
+    fig, axes = plt.subplots(1, len(card), figsize=(scale * len(card), scale * 1.45), squeeze=False)
+    for ax, entry in zip(axes[0], card):
+        ax.imshow(entry["image"], interpolation="nearest")
+        ax.axis("off")
+        h = entry["image"].shape[0]
+        ax.add_patch(Rectangle((1, 1), 0.16 * h, 0.16 * h, facecolor=pal[entry["class"]] / 255, edgecolor="black", lw=1))
+        ax.set_title(f"{entry['class']}: {entry['name']}", fontsize=10, color="black")
+        ax.text(0.5, -0.06, f"own body: {entry['shape']} ({100 * entry['own_shape_share']:.0f}%)\n"
+                f"preferred scene: {entry['scene']}", transform=ax.transAxes, ha="center", va="top", fontsize=8)
+    other = 100 * (1 - card[0]["own_shape_share"])
+    fig.suptitle(f"The class is its mark's colour (the swatch, top left), not the body: {other:.0f}% of bodies take another "
+                 f"class's shape; {100 * card[0]['scene_share']:.0f}% of images show the first object's preferred scene",
+                 fontsize=9, y=0.99)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def heat(ax, values, *, title: str = "", cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+         label: str = "", centered: bool = False):
+    """Draw a map of numbers (H, W) on ``ax`` with its colour bar (a heat map without a scale reads as
+    decoration). ``centered``: a diverging map with 0 in the middle (vmin = -vmax = the largest |value|
+    unless given). Returns the image artist."""
+    import matplotlib.pyplot as plt
+
+    values = values.detach().cpu().numpy() if torch.is_tensor(values) else np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"heat: values must be a 2-D map, got shape {values.shape}")
+    if centered and vmin is None and vmax is None:
+        vmax = float(np.abs(values).max()) or 1.0
+        vmin = -vmax
+    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    bar = plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    bar.ax.tick_params(labelsize=7)
+    if label:
+        bar.set_label(label, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return im
+
+
+def draw_clicks(image, clicks, radius: int | None = None) -> np.ndarray:
+    """Mark click points (K, 3) [y, x, class] on an image: a disk in the class's display colour (white for
+    background) with a black rim, so a click reads on any colour. ``radius`` in pixels; None: about 1/32
+    of the image's shorter side, at least 2 (a one-pixel click is invisible in a notebook)."""
     out = to_hwc(image).copy()
     pal = display_palette()
     h, w = out.shape[:2]
-    for y, x, c in np.asarray(clicks):
-        y0, y1, x0, x1 = max(0, y - radius), min(h, y + radius + 1), max(0, x - radius), min(w, x + radius + 1)
-        out[y0:y1, x0:x1] = 255 if c == 0 else pal[c]
+    r = max(2, round(min(h, w) / 32)) if radius is None else int(radius)
+    if r < 0:
+        raise ValueError(f"draw_clicks: radius must be >= 0, got {radius}")
+    yy, xx = np.mgrid[-r - 1:r + 2, -r - 1:r + 2]
+    dist2 = yy ** 2 + xx ** 2
+    rim, disk = dist2 <= (r + 1) ** 2, dist2 <= r ** 2
+    for y, x, c in np.asarray(clicks).reshape(-1, 3):
+        colour = 255 if c == 0 else pal[c]
+        for mask, value in ((rim, 0), (disk, colour)):
+            ys, xs = yy[mask] + y, xx[mask] + x
+            keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+            out[ys[keep], xs[keep]] = value
     return out
 
 
@@ -329,17 +393,25 @@ def _crosses(rect, p, q) -> bool:
 
 
 def plot_sweep(points: dict[str, Sequence[tuple[float, float | Sequence[float] | None]]], *, xlabel: str,
-               ylabel: str = "val mIoU (%)", ax=None, title: str | None = None):
+               ylabel: str = "val mIoU (%)", ax=None, title: str | None = None,
+               band: tuple[float, float, str] | None = None, logx: bool = False):
     """Lines of (x, y) points, one per name (ours, the paper's, ...), for a hyper-parameter sweep.
 
     y is a number, None (the point is skipped) or a list of per-seed values: a series with per-seed
     lists is drawn as its mean with error bars (one standard deviation over the seeds) and the seeds'
-    own values as small faint dots.
+    own values as small faint dots. ``band``: (low, high, label), a grey horizontal band, e.g. the
+    default point +- twice the seeds' std (a point inside it differs from the default by less than a
+    verdict can decide). ``logx``: a log x axis, ticks at the swept values.
     """
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 3))
+    if band is not None:
+        low, high, band_label = band
+        if not low <= high:
+            raise ValueError(f"plot_sweep: band must be (low, high, label) with low <= high, got {band!r}")
+        ax.axhspan(low, high, color="grey", alpha=0.18, lw=0, label=band_label)
     for name, xy in points.items():
         if not any(_is_seeds(y) for _, y in xy):
             xy = [(x, y) for x, y in xy if y is not None]
@@ -368,6 +440,14 @@ def plot_sweep(points: dict[str, Sequence[tuple[float, float | Sequence[float] |
         colour = bars.lines[0].get_color()
         ax.scatter([x for x, v in zip(xs, seeds) for _ in v], [u for v in seeds for u in v], s=12, alpha=0.45,
                    color=colour, edgecolors="none", zorder=3)
+    if logx:
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+        xs_all = sorted({x for xy in points.values() for x, _ in xy if x is not None and x > 0})
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(xs_all))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

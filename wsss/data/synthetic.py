@@ -199,6 +199,36 @@ def shape_mask(cls: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown class {cls}")
 
 
+def mark_region(body: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The class-coloured mark of a body: a small disc near its top, inside the body."""
+    return body & ((u**2 + (v + 0.55) ** 2) <= 0.3**2)
+
+
+def class_card(size: int = 72, seed: int = 0) -> list[dict]:
+    """The benchmark's class card: for each object class 1..6, its name, mark colour, own body shape and
+    preferred scene, with one picture of it (its own shape, a muted body colour, its mark, on its scene).
+
+    A reader needs it to read the figures: the class is the *mark's* colour, not the body's shape; a share
+    1 - ``P_CLASS_SHAPE`` (30%) of bodies take another class's shape (a triangle labelled "ring" is a
+    ring-class object with a triangle body), and ``P_CONTEXT`` (85%) of images show the first object's
+    preferred scene. Each entry carries those two shares."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    u, v = (xx - size / 2) / (0.38 * size), (yy - size / 2) / (0.38 * size)
+    card = []
+    for cls in range(1, len(CLASSES)):
+        image = render_scene(PREFERRED_SCENE[cls - 1], size, rng)
+        body = shape_mask(cls, u, v)
+        shade = 1.0 - 0.25 * np.clip(v, -1, 1)[..., None]
+        image = np.where(body[..., None], BODY_COLOURS[cls % len(BODY_COLOURS)] * shade, image)
+        image = np.where(mark_region(body, u, v)[..., None], MARK_COLOURS[cls - 1], image)
+        card.append({"class": cls, "name": CLASSES[cls], "mark_colour": tuple(int(c) for c in MARK_COLOURS[cls - 1]),
+                     "shape": CLASSES[cls], "own_shape_share": P_CLASS_SHAPE, "scene": SCENES[PREFERRED_SCENE[cls - 1]],
+                     "scene_share": P_CONTEXT,
+                     "image": np.clip(image, 0, 255).astype(np.uint8)})
+    return card
+
+
 def render_image(rng: np.random.Generator, profile: Profile):
     """One image with its class mask, instance mask and tags.
 
@@ -232,7 +262,7 @@ def render_image(rng: np.random.Generator, profile: Profile):
         shade = 1.0 - 0.25 * np.clip(v, -1, 1)[..., None]          # light from the top
         body_rgb = np.clip(colour * shade + rng.normal(0, 6, size=(size, size, 1)), 0, 255)
         image = np.where(body[..., None], body_rgb, image)
-        mark = body & ((u**2 + (v + 0.55) ** 2) <= 0.3**2)
+        mark = mark_region(body, u, v)
         image = np.where(mark[..., None], MARK_COLOURS[cls - 1] + rng.uniform(-20, 20, size=3), image)
         mask[body] = cls
         instances[body] = k
