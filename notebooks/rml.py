@@ -36,7 +36,7 @@
 # **At a glance.** Paper: *Representation Mutual Learning for End-to-End Weakly-Supervised Semantic Segmentation*
 # ([OpenReview, ICLR 2023 submission](https://openreview.net/forum?id=BnznzofWMi)). Claim (Table 1): the three
 # strategies lift the decoder-free baseline from 50.3 to 64.9 mIoU on VOC val (67.2 with a CRF). `quick` (the committed
-# run, about 5 minutes on a 2-core CPU): TSCD's small MiT on 64 px images, baseline and RML over three seeds, the other
+# run, about 4 minutes on a 2-core CPU): TSCD's small MiT on 64 px images, baseline and RML over three seeds, the other
 # rows once; the alpha / beta sensitivity and `full` need a GPU. To browse every cell in about a minute, run with
 # `profile = "smoke"` (its numbers mean nothing).
 
@@ -425,6 +425,9 @@ show_closing_table(CLOSING)
 # **What this run shows** (quick, synthetic benchmark, one CPU, the reproducible mode; every number is in an output
 # above):
 #
+# The closing table above gives every verdict, the paper's numbers beside ours, and the reason; the points below
+# explain them, each pointing at the output that shows it.
+#
 # * **The room, and why RML's claims are not testable here.** The line before Table 1 prints it: floor 10.7, the
 #   decoder-free baseline 16.4 +- 2.1 over three seeds, and the same encoder with a 1x1 classifier on its last map,
 #   trained on the full masks, 57.7. The baseline sits at 12% of the room (the rule asks for half), so every claim
@@ -445,7 +448,7 @@ show_closing_table(CLOSING)
 #   (d) is the same run as Table 1's "+CIML +MFML" (the note under the table).
 # * **The AFA pair** (AFA 18.3 from `tscd.ipynb`) is not testable either: AFA's own room (its ceiling 58.4 from
 #   `tscd.ipynb`) leaves it in the lower fifth.
-# * **Cost:** 4.5 minutes up to the summary (the wall-time line); on one thread an RML step takes 130 ms, of which the
+# * **Cost:** 4.2 minutes up to the summary (the wall-time line); on one thread an RML step takes 124 ms, of which the
 #   work beyond all network passes is 31% (the appendix's last line).
 
 # %%

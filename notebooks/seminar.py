@@ -627,6 +627,9 @@ show_closing_table(CLOSING)
 # **What this run shows** (quick, synthetic benchmark, ResNet column, one CPU, the reproducible mode; every number is in
 # an output above):
 #
+# The closing table above gives every verdict, the paper's numbers beside ours, and the reason; the points below
+# explain them, each pointing at the output that shows it.
+#
 # * **No room for the paper's gain, so Table 3 is not testable here.** pCE alone scores 71.1 +- 0.9 against 74.9 for
 #   full masks in the same set-up: 0.95 of the ceiling where the paper's pCE sits at 0.70, 3.9 points of room against
 #   the paper's +17.8 (the room line and the ratio line, Section 5). The levers table shows that no faithful lever
@@ -650,9 +653,9 @@ show_closing_table(CLOSING)
 # * **Fig. 4, one run each (Section 6):** from 45.4 before the pseudo-labels, student-student ends at 60.4, the
 #   self-generation with the learning rate reset at 54.3 and the unchanged run at 46.4; every comparison prints
 #   "inconclusive" (2 x std = 16.0). Fig. 5(a): one module 60.4, a second 47.6.
-# * **Cost:** 7.8 minutes up to the summary (the wall-time line); 19 trainings of 500 iterations. On one thread a primary
-#   model's step took 88 ms, 67 ms of it network passes; the work beyond them is 20 ms (22%), mostly the dense-CRF loss
-#   (17.5 ms; the appendix's table). The MobileNet column and `full` need a GPU and have not been run.
+# * **Cost:** 7.5 minutes up to the summary (the wall-time line); 19 trainings of 500 iterations. On one thread a primary
+#   model's step took 88 ms, 69 ms of it network passes; the work beyond them is 19 ms (22%), mostly the dense-CRF loss
+#   (17.6 ms; the appendix's table). The MobileNet column and `full` need a GPU and have not been run.
 
 # %%
 wall = clock()

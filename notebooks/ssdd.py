@@ -668,6 +668,9 @@ show_closing_table(CLOSING)
 # %% [markdown]
 # **What this run shows** (quick, synthetic benchmark, the reproducible mode; the numbers are in the outputs above):
 #
+# The closing table above gives every verdict, the paper's numbers beside ours, and the reason; the points below
+# explain them, each pointing at the output that shows it.
+#
 # * **PSA as a miniature.** With its pair radius and walk length scaled to our 7 x 7 map (radius 2, 2^5 steps; the
 #   settings cell prints the reach, 1.62 against PSA's 1.43) PSA's map scores 35.8 train mIoU, 2.0 above the CAM
 #   without a walk (33.8), and its CRF 37.4 (Section 3's table). Fig. 7 (b) shows why it stays low: on two of six
@@ -689,9 +692,9 @@ show_closing_table(CLOSING)
 #   background IoU of 0.0. Our alpha = 0 is the paper's Eq. (14) (the sub head learns m^D1 only); the public code
 #   trains the sub head on m^D0 and m^D2, so its alpha = 0 is a different run (Section 7's note), not measured here.
 #   The printed orderings are "did not hold" for all three sweeps, single runs against Table 1's std.
-# * **Time.** 5.5 minutes up to the summary on the 2-core machine (the wall-time line). Per dynamic step on one
-#   thread the label work is 3.8 ms of 42.9 ms (9%), measured with whole and network-only steps interleaved (timing
-#   noise +- 0.2 ms; the appendix).
+# * **Time.** 5.4 minutes up to the summary on the 2-core machine (the wall-time line). Per dynamic step on one
+#   thread the label work is 3.8 ms of 43.7 ms (9%), measured with whole and network-only steps interleaved (timing
+#   noise +- 0.4 ms; the appendix).
 
 # %%
 wall = clock()

@@ -542,6 +542,9 @@ show_closing_table(CLOSING)
 # %% [markdown]
 # **What this run shows** (quick, synthetic benchmark, one CPU, the reproducible mode; every number is in an output above):
 #
+# The closing table above gives every verdict, the paper's numbers beside ours, and the reason; the points below
+# explain them, each pointing at the output that shows it.
+#
 # * **The room, and why TSCD's MiT claims are not testable here.** The line before Table 1 prints it: floor 10.7,
 #   AFA 18.3 +- 1.6 over three seeds, and the same MiT with the same decoder and schedule trained on the full masks
 #   58.4. AFA sits in the lower fifth of the room, so every MiT claim prints "not testable here" (Table 1, Table 3,
@@ -568,8 +571,8 @@ show_closing_table(CLOSING)
 #   twice the std, so the printed verdict is "inconclusive".
 # * **Table 5** here is pseudo-label quality, not trained models, and is shown without a verdict: every refiner lifts
 #   the trained baseline's label by 0.7-0.9 points (24.2 -> 24.9-25.1).
-# * **Cost:** 5.7 minutes up to the summary (the wall-time line); on one thread an AFA step takes 127 ms and a TSCD
-#   step 150 ms, of which the work beyond all network passes is 28% and 31% (the appendix's last lines).
+# * **Cost:** 5.7 minutes up to the summary (the wall-time line); on one thread an AFA step takes 116 ms and a TSCD
+#   step 137 ms, of which the work beyond all network passes is 27% and 30% (the appendix's last lines).
 
 # %%
 wall = clock()

@@ -169,3 +169,19 @@ def test_the_committed_summary_and_readme_block_are_fresh():
     """results/SUMMARY.md and the README's block say what the committed results say (rerun `python -m wsss.summary`)."""
     from wsss.summary import is_stale
     assert is_stale() == []
+
+
+def test_summary_md_lists_every_closing_table_and_the_readme_block_does_not(repo):
+    results = repo / "results"
+    data = json.loads((results / "tscd-quick.json").read_text())
+    data["closing_table"] = [{"claim": "Table 1, TSCD above AFA (seg)", "paper": "65.0 vs 63.8; gap +1.2",
+                              "ours": "TSCD 19.1 +- 1.6 (3) vs AFA 18.3 +- 1.6 (3); gap +0.8",
+                              "verdict": "not testable here", "why": "the baseline | sits low"}]
+    (results / "tscd-quick.json").write_text(json.dumps(data))
+    text = summary.build_summary(results)
+    section = text.split("## Every claim, notebook by notebook", 1)[1]
+    assert "| Table 1, TSCD above AFA (seg) | 65.0 vs 63.8; gap +1.2 | TSCD 19.1 +- 1.6 (3) vs AFA 18.3 +- 1.6 (3); gap +0.8 " \
+           "| not testable here | the baseline \\| sits low |" in section          # a pipe in a cell is escaped
+    assert "**[RML](../notebooks/rml.ipynb)**: not recorded (published before `closing_table`)." in section
+    assert "**[ASDT](../notebooks/asdt.ipynb)**: not run." in section
+    assert "Every claim" not in summary.build_summary(results, title=False)

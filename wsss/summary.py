@@ -11,7 +11,9 @@ committed results jsons (``results/<notebook>-quick.json``) and writes that over
   line, the paper's gain, our gain (mean +- std over n seeds), the verdict word (one of
   :data:`wsss.records.VERDICTS`), how many of the notebook's verdict entries got each word, the
   headroom (floor / baseline / ceiling, testable or not), profile and processor, wall time, and a
-  link to the notebook; below the table, the reasons behind every "not testable here".
+  link to the notebook; below the table, the reasons behind every "not testable here";
+* in ``results/SUMMARY.md`` only: every paper notebook's closing table (every claim it judged, the paper's
+  numbers, ours, the verdict and why), as stored in its json under "closing_table".
 
 Every number comes from the jsons; the module hard-codes only the claims' text and the papers'
 numbers (from the notebooks' ``PAPER_*`` tables). A field a json lacks (it was written before the
@@ -258,6 +260,26 @@ def _benchmark_section(results_dir: Path, link_base: Path, profile: str) -> list
             _table(["row", "mIoU (%)"], rows), ""]
 
 
+def _closing_section(results_dir: Path, link_base: Path, profile: str) -> list[str]:
+    """Every claim, notebook by notebook: each paper notebook's closing table as stored in its json."""
+    lines = ["## Every claim, notebook by notebook", "",
+             "Each paper notebook's closing table, as stored in its results json (\"closing_table\"): the first row is "
+             "the room, then one row per judged claim; ours is mean +- std (runs), in percent.", ""]
+    for name, paper in PAPERS.items():
+        data = _load(results_dir / f"{name}-{profile}.json")
+        link = f"[{paper['title']}]({_link(name, results_dir, link_base)})"
+        rows = None if data is None else data.get("closing_table")
+        if data is None:
+            lines += [f"**{link}**: not run.", ""]
+        elif not rows:
+            lines += [f"**{link}**: {_published_before('closing_table')}.", ""]
+        else:
+            lines += [f"**{link}**", "", _table(["claim", "paper", "ours", "verdict", "why"],
+                                                [[r.get(k, "") for k in ("claim", "paper", "ours", "verdict", "why")]
+                                                 for r in rows]), ""]
+    return lines
+
+
 def _paper_rows(results_dir: Path, link_base: Path, profile: str) -> tuple[list[list], list[str]]:
     rows, notes = [], []
     for name, paper in PAPERS.items():
@@ -320,6 +342,8 @@ def build_summary(results_dir, *, link_base=None, title: bool = True, profile: s
               "smaller than the paper's gain.", ""]
     if notes:
         lines += ["Notes:", ""] + [f"* {n}" for n in notes] + [""]
+    if title:                       # SUMMARY.md also lists every claim; the README block stays one table
+        lines += _closing_section(results_dir, link_base, profile)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

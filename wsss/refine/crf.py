@@ -43,11 +43,11 @@ from .lattice import LatticeOperator, PermutohedralLattice, lattice_filter
 
 BACKENDS = ("auto", "torch", "pydensecrf")
 UNARY_CLIP = 1e-8        # p is clipped to [1e-8, 1] before -log, as unary_from_softmax(clip=1e-8)
-# backend="auto" on CPU: torch from this many pixels per image up, pydensecrf below. On 2 CPU cores
-# (10 iterations, scripts/bench_crf.py and a size sweep; README "Dense CRF speed") torch took 2.7x
-# pydensecrf's time at 32x32, 1.15x at 160x160, and broke even at 224x224 (7 and 21 labels); it was
-# 1.3x faster at 321x321 and 500x375 (21 labels) and 1.8x on a 600x512 photo. Below the threshold
-# its ~200 small tensor ops per call cost more than they save.
+# backend="auto" on CPU: torch from this many pixels per image up, pydensecrf below. Measured by
+# scripts/bench_crf.py (10 iterations, 21 labels; results/bench_crf*.json, README "Dense CRF speed"):
+# with ONE thread, as every notebook's training worker, torch took 2x pydensecrf's time at 32x32, 1.25x
+# at 64x64, and 0.9-1.1x from 160x160 to 500x375; with two threads it was 1.7-1.8x faster from 160x160
+# up. Below the threshold, on one thread, its ~200 small tensor ops per call cost more than they save.
 AUTO_TORCH_MIN_PIXELS = 256 * 256
 
 
