@@ -775,7 +775,7 @@ print(f"wall time of the notebook up to here: {wall:.0f} s ({wall / 60:.1f} min)
 # * **Table 5** (one run a row): the run without $\mathbf{R}^{ct}$ scores 67.4 against the full model's 57.6, so "the
 #   full model above the run without $\mathbf{R}^{ct}$" did not hold (gap -9.8 against 2 x std = 8.9; the paper:
 #   64.03 vs 44.51); without $\mathcal{L}_{str}$ 57.7 is inconclusive (-0.1). The test-time rows: the CRF adds 5.0
-#   points (52.6 -> 57.6); fusion max 57.6, mean 57.2, multiply 55.4. The reliability mask leaves 66% of the
+#   points (52.6 -> 57.6); fusion max 57.6, mean 57.2, multiply 55.3. The reliability mask leaves 66% of the
 #   background and 59% of the foreground unlabelled (the coverage table); why the run without it scores higher, no
 #   output here shows (its labels' accuracy is not measured).
 # * **Fig. 6** (Section 8): every point is inconclusive by the printed rule; the sweep's spreads are 1.7 points over $T$

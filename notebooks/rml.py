@@ -151,7 +151,7 @@ viz.block_diagram(
      "cam": (0.46, 0.88, "classifier: CAM"), "fus": (0.46, 0.5, "four stages fused:\n$R_c$ (Eq. 5)"),
      "att": (0.46, 0.12, "attention: $R_a$,\naffinity"), "ciml": (0.78, 0.88, "CIML (Eq. 2-4)"),
      "mfml": (0.78, 0.5, "MFML (Eq. 6-8)"), "apml": (0.78, 0.12, "APML (Eq. 9-14)"),
-     "pred": (0.18, 0.9, "prediction (Sec. 3.6):\nCAM walked along\nthe affinity")},
+     "pred": (0.18, 0.9, "prediction (no decoder):\nCAM walked along\nthe affinity")},
     [("img", "enc", ""), ("view", "enc", "A(I)"), ("enc", "cam", ""), ("enc", "fus", ""), ("enc", "att", ""),
      ("cam", "ciml", "both views"), ("fus", "mfml", "both views"), ("att", "apml", "both views"), ("cam", "pred", ""),
      ("att", "pred", "")],
@@ -160,7 +160,7 @@ viz.block_diagram(
 
 # %%
 show_source(("The class prototypes (our reading: CAM-weighted means of the features):", rml.prototypes),
-            ("**Eq. (3)**, the prototypes' mean cosine similarity:", rml.prototype_similarity),
+            ("**Eq. (3)-(4)**, the prototypes' mean cosine similarity:", rml.prototype_similarity),
             ("**Eq. (4)**, $\\mathcal{L}_{CIML}$:", rml.ciml_loss))
 
 # %% [markdown]
@@ -190,8 +190,8 @@ print(f"independent noise, {n_mfml} samples x {SETTINGS['context_channels']} cha
 # **APML (Eq. 9-14).** Eq. (12) as printed, $I(y;R'_a) - I(y;R_a) - I(y;R'_a) + I(y;R_a)$, is identically zero. We
 # minimise $-[I(y;R_a) - I(R_a;R'_a)] - [I(y;R'_a) - I(R'_a;R_a)]$, Eq. (10) and (11) without their conditional terms.
 # $I(R_a; R'_a)$ pairs matched key positions: the image's key axis is brought to the view's key grid (`key_resized`).
-# **The prediction (Sec. 3.6)** walks the multi-scale CAM one step along the learnt affinity exactly as AFA's
-# validation does (`wsss.methods.afa.propagate`: softmax first, the affinity squared element-wise, one step; a test
+# **The prediction.** The paper says only that RML predicts the masks directly, without a decoder (Sec. 1); we walk
+# the multi-scale CAM one step along the learnt affinity exactly as AFA's validation does (`wsss.methods.afa.propagate`: softmax first, the affinity squared element-wise, one step; a test
 # checks it against a hand computation). The public code picks
 # the present classes from the ground-truth tags at validation; we use the classifier's prediction, and show the
 # ground-truth-tag number beside it, marked as such. The released RML code does not run as released (it imports
@@ -200,7 +200,7 @@ print(f"independent noise, {n_mfml} samples x {SETTINGS['context_channels']} cha
 # %%
 show_source(("The image's key axis on the view's key grid, for $I(R_a; R'_a)$:", rml.key_resized),
             ("**Eq. (10)-(12)**, APML's information terms as we read them:", rml.pixel_mi_loss),
-            ("**Sec. 3.6**, the prediction: the CAM walked along the affinity:", rml.rml_scores),
+            ("The prediction without a decoder (AFA's validation walk, the paper does not say how):", rml.rml_scores),
             ("**Eq. (16)**, the step's weighted sum of the losses:", rml.RML.forward))
 
 # %% [markdown]

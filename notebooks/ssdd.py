@@ -42,7 +42,7 @@
 # the paper.
 #
 # **At a glance.** Paper: Shimoda & Yanai, ICCV 2019, [arXiv:1911.01370](https://arxiv.org/abs/1911.01370). Claim
-# (Table 1): SSDD 64.9 against PSA 61.7 mIoU on VOC val. `quick` (the committed run, about 6 minutes on a 2-core CPU):
+# (Table 1): SSDD 64.9 against PSA 61.7 mIoU on VOC val. `quick` (the committed run, about 5 minutes on a 2-core CPU):
 # Table 1 over three seeds, Table A-1 and Fig. 6 once per point; `full` (one GPU) is the same at larger sizes. To browse
 # every cell in about a minute, run with `profile = "smoke"` (its numbers mean nothing).
 
@@ -116,7 +116,7 @@ from wsss.methods.ssdd import SSDD
 from wsss.notebook import (Stopwatch, scratch_folder, default_workers, floor_miou, head_dilation, miou_record, open_data,
                            output_dirs, pixels, profile_settings, scaled_bilateral, show_closing_table, show_source,
                            write_results)
-from wsss.records import VERDICTS, Verdicts, central_std, closing_table, format_miou, headroom, headroom_line
+from wsss.records import Verdicts, central_std, closing_table, format_miou, headroom, headroom_line
 from wsss.train import resolve_device, seed_everything, steps_for_epochs
 
 clock = Stopwatch()
@@ -625,33 +625,24 @@ ax = viz.plot_sweep({k: [(r["w_rgb"], r[k]) for r in fig6] for k in ("raw PSA", 
 ax.figure.savefig(figures_dir / "ssdd_fig6.png", dpi=110, bbox_inches="tight")
 
 
-def overall(verdicts):
-    """A claim made of several pairs, by the rule of an ordering: "did not hold" if any pair did not, "held" if all held."""
-    return "did not hold" if "did not hold" in verdicts else "held" if set(verdicts) == {"held"} else "inconclusive"
-
-
 # claim 1: one pair per point (one static stage each), judged with Table 1's seed std
 claim1 = [V.pair(f"Fig. 6, SSDD + CRF above CRF at w_rgb={r['w_rgb']:g}", r["SSDD + CRF"] / 100, r["CRF"] / 100,
                  a_name="SSDD + CRF", b_name="CRF") for r in sorted(fig6, key=lambda r: -r["w_rgb"])]
 for entry in claim1:
     print(V.line(entry))
-print(f"Fig. 6, claim 1 (SSDD + CRF above CRF at every point, one static stage each): {overall([e['verdict'] for e in claim1])} "
-      f"({sum(e['verdict'] == 'held' for e in claim1)} of {len(claim1)} points held)")
+print(V.line(V.combined("Fig. 6, claim 1 (SSDD + CRF above CRF at every point, one static stage each)",
+                        [e["verdict"] for e in claim1], paper_text="SSDD + CRF above CRF at every w_rgb (Fig. 6)",
+                        ours_text="; ".join(f"w_rgb={r['w_rgb']:g}: {r['SSDD + CRF']:.1f} vs {r['CRF']:.1f}"
+                                            for r in sorted(fig6, key=lambda r: -r["w_rgb"])))))
 # claim 2 compares gaps (which may be negative), not rows: each pair of points is judged like a pair of rows, the
 # gap at the stronger w_rgb above the gap at the weaker one, inconclusive under 2 x the seeds' std
 gaps = fig6_table["gap"].tolist()
 pair_words = [("inconclusive" if V.std is None or a == b or abs(a - b) / 100 < 2 * V.std else "held" if a > b else "did not hold")
               for i, a in enumerate(gaps) for b in gaps[i + 1:]]
-claim2 = {"claim": "Fig. 6, claim 2 (the gap shrinks as w_rgb weakens)", "verdict": overall(pair_words) if pair_words else "inconclusive",
-          "pairs": len(pair_words), **{f"pairs_{w.replace(' ', '_')}": pair_words.count(w) for w in VERDICTS[:3]},
-          "std": V.std, "gaps": [g / 100 for g in gaps], "w_rgb": fig6_table["w_rgb"].tolist()}
-claim2["text"] = (f"{claim2['claim']}: {claim2['verdict']} ({len(pair_words)} pair{'' if len(pair_words) == 1 else 's'} of points: "
-                  f"{pair_words.count('held')} held, {pair_words.count('did not hold')} did not hold, {pair_words.count('inconclusive')} inconclusive; "
-                  + ("no seed std known" if V.std is None else f"2 x std = {200 * V.std:.1f} points")
-                  + f"; gap by falling w_rgb: {', '.join(f'{g:+.1f}' for g in gaps)})")
-claim2["paper_text"] = "the gap shrinks as w_rgb weakens (Fig. 6, read off the figure)"
-claim2["ours_text"] = "gap (SSDD + CRF - CRF) at w_rgb " + ", ".join(f"{w:g}: {g:+.1f}" for w, g in zip(claim2["w_rgb"], gaps))
-V.entries.append(claim2)
+claim2 = V.combined("Fig. 6, claim 2 (the gap shrinks as w_rgb weakens)", pair_words,
+                    paper_text="the gap shrinks as w_rgb weakens (Fig. 6, read off the figure)",
+                    ours_text="gap (SSDD + CRF - CRF) at w_rgb " + ", ".join(f"{w:g}: {g:+.1f}" for w, g in zip(fig6_table["w_rgb"], gaps)),
+                    gaps=[g / 100 for g in gaps], w_rgb=fig6_table["w_rgb"].tolist())
 print(V.line(claim2))
 fig6_table.round(1)
 

@@ -564,8 +564,8 @@ show_closing_table(CLOSING)
 #   is within one run's noise. Why L_aux and L_equ lower the row cannot be told from these outputs: with 4
 #   attention maps L_aux trains the affinity of a network whose attention covers the background, and L_equ asks the
 #   CAM of a 19 px view (a 3 x 3 map) to match the downscaled CAM; neither has a diagnostic output here.
-# * **L_reg** now weighs 0.42 per pixel (Section 1's derivation: the energy per pixel is 65.9x larger at the paper's
-#   size, the pixel-count ratio being 64), 64x more than before; it is on in every Table 3 row.
+# * **L_reg** now weighs 0.432 per pixel (Section 1's derivation: the energy per pixel is 65.9x larger at the paper's
+#   size, the pixel-count ratio being 64), 65x more than before; it is on in every Table 3 row.
 # * **Table 4, on a ResNet the pipeline works:** with the resnet-tiny stand-in R-Base scores 53.3 against a ResNet
 #   ceiling of 72.0 - the room line prints "testable" - and R-SCD 52.0: SCD lowers the score by 1.3 points, under
 #   twice the std, so the printed verdict is "inconclusive".

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from wsss.records import (VERDICTS, Verdicts, central_std, closing_table, format_miou, headroom, headroom_line,
-                          ordering_entry, ordering_verdict, pair_verdict, verdict_entry)
+from wsss.records import (VERDICTS, Verdicts, central_std, closing_table, combined_entry, format_miou, headroom,
+                          headroom_line, ordering_entry, ordering_verdict, pair_verdict, verdict_entry)
 
 PAPER = {"a": 0.640, "b": 0.530, "c": 0.485}
 TESTABLE = dict(floor=0.107, baseline=0.55, ceiling=0.80, paper_gain=0.05)
@@ -281,3 +281,22 @@ def test_committed_results_carry_their_closing_table(name):
     rows = data.get("closing_table")
     assert rows, f"{name}-quick.json has no closing_table (republish the notebook)"
     assert rows == closing_table(data["verdicts"], data["headroom"]), f"{name}: the stored closing table is stale"
+
+
+def test_a_claim_made_of_pairs_follows_the_ordering_rule_and_says_why():
+    held, no, inc, nt = VERDICTS
+    entry = combined_entry("200 the best", [held, no], std=0.08, ours_text="50: 73.3, 200: 45.4, 800: 25.6")
+    assert entry["verdict"] == no and entry["why"] == "1 of 2 pairs held, 1 did not hold, 0 inconclusive (2 x std = 16.0)"
+    assert combined_entry("c", [held, held], ours_text="x")["verdict"] == held
+    assert combined_entry("c", [held, inc], ours_text="x")["verdict"] == inc
+    assert combined_entry("c", [no, nt], ours_text="x")["verdict"] == nt
+    assert combined_entry("c", [], ours_text="x")["verdict"] == inc
+    with pytest.raises(ValueError, match="pair verdicts must be"):
+        combined_entry("c", ["moot"], ours_text="x")
+    v = Verdicts(std=0.02)
+    v.combined("gaps shrink", [inc, inc, inc], ours_text="gap at 10: -0.4, 5: -0.3", paper_text="it shrinks", w=[10, 5])
+    row = closing_table(v.entries)[0]
+    assert row == {"claim": "gaps shrink", "paper": "it shrinks", "ours": "gap at 10: -0.4, 5: -0.3",
+                   "verdict": inc, "why": "0 of 3 pairs held, 0 did not hold, 3 inconclusive (2 x std = 4.0)"}
+    assert v.entries[0]["w"] == [10, 5] and Verdicts.line(v.entries[0]).startswith("gaps shrink: inconclusive (0 of 3")
+    json.dumps(v.entries)

@@ -139,15 +139,21 @@ def test_every_show_source_in_a_notebook_is_displayed():
     """show_source returns Markdown: it shows only as a cell's last expression or inside display()."""
     import ast
 
+    def named(call, name):
+        return isinstance(call, ast.Call) and (getattr(call.func, "id", None) == name or getattr(call.func, "attr", None) == name)
+
     root = Path(__file__).resolve().parents[1] / "notebooks"
+    found = 0
     for path in sorted(root.glob("*.py")):
         for n, cell in enumerate(path.read_text().split("\n# %%")):
             body = "\n".join(line for line in cell.splitlines()[1:])
             tree = ast.parse(body)
             for i, stmt in enumerate(tree.body):
-                calls = [c for c in ast.walk(stmt) if isinstance(c, ast.Call) and getattr(c.func, "id", None) == "show_source"]
+                calls = [c for c in ast.walk(stmt) if named(c, "show_source")]
                 if not calls:
                     continue
+                found += len(calls)
                 last = i == len(tree.body) - 1 and isinstance(stmt, ast.Expr) and stmt.value is calls[0]
-                shown = isinstance(stmt, ast.Expr) and getattr(stmt.value.func, "id", None) == "display"
+                shown = isinstance(stmt, ast.Expr) and named(stmt.value, "display") and calls[0] in stmt.value.args
                 assert last or shown, f"{path.name}, cell {n}: show_source(...) is neither the cell's last expression nor displayed"
+    assert found >= 15, f"only {found} show_source calls found in the notebooks: the check looked in the wrong place"

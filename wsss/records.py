@@ -283,6 +283,34 @@ def ordering_verdict(ours: dict, paper: dict, *, what: str = "mIoU", tie: float 
     return ordering_entry(what, ours, paper, tie=tie, std=std, headroom=headroom)["text"]
 
 
+# ---------------------------------------------------------------- a claim made of several pairs
+def combined_entry(claim: str, words, *, std=None, ours_text: str, paper_text: str | None = None, **extra) -> dict:
+    """A claim made of several judged pairs (``words``: each pair's verdict), by the rule of an ordering:
+    "not testable here" if any pair is, else "did not hold" if any pair did not hold, "held" if every pair
+    held, "inconclusive" otherwise (also with no pair). ``ours_text`` / ``paper_text``: what the closing
+    table shows for it (gaps, a curve); ``extra``: more json-ready fields. Returns a json-ready entry."""
+    words = list(words)
+    unknown = [w for w in words if w not in VERDICTS]
+    if unknown:
+        raise ValueError(f"{claim}: pair verdicts must be among {VERDICTS}, got {unknown!r}")
+    counts = {w: words.count(w) for w in VERDICTS}
+    if counts[NOT_TESTABLE]:
+        verdict = NOT_TESTABLE
+    elif counts[NOT_HELD]:
+        verdict = NOT_HELD
+    elif words and counts[HELD] == len(words):
+        verdict = HELD
+    else:
+        verdict = INCONCLUSIVE
+    spread = "no seed std known" if std is None else f"2 x std = {200 * _fraction(std, 'std'):.1f}"
+    why = (f"{counts[HELD]} of {len(words)} pairs held, {counts[NOT_HELD]} did not hold, {counts[INCONCLUSIVE]} "
+           f"inconclusive ({spread})") if words else "no pair to judge"
+    return {"claim": claim, "verdict": verdict, "pairs": len(words), "pairs_held": counts[HELD],
+            "pairs_did_not_hold": counts[NOT_HELD], "pairs_inconclusive": counts[INCONCLUSIVE], "std": std, "why": why,
+            "ours_text": ours_text, "paper_text": paper_text, **extra,
+            "text": f"{claim}: {verdict} ({why}). Here: {ours_text}" + (f". Paper: {paper_text}" if paper_text else "")}
+
+
 # ---------------------------------------------------------------- a notebook's verdicts
 class Verdicts:
     """Collects a notebook's verdicts with one central ``std`` and one ``headroom``; ``entries`` go into
@@ -305,6 +333,12 @@ class Verdicts:
         """Judge the paper's ranking of rows, keep the entry and return it."""
         entry = ordering_entry(claim, ours, paper, tie=tie, std=self.std,
                                headroom=self.headroom if headroom is None else headroom)
+        self.entries.append(entry)
+        return entry
+
+    def combined(self, claim: str, words, *, ours_text: str, paper_text: str | None = None, **extra) -> dict:
+        """Judge a claim made of several pairs (:func:`combined_entry`) with the central std, keep it, return it."""
+        entry = combined_entry(claim, words, std=self.std, ours_text=ours_text, paper_text=paper_text, **extra)
         self.entries.append(entry)
         return entry
 
@@ -373,7 +407,8 @@ def closing_table(entries: list[dict], headroom: dict | None = None) -> list[dic
     """A notebook's closing table, json-ready: one row per verdict entry (:class:`Verdicts`' ``entries``)
     with "claim", "paper" (the paper's numbers, percent), "ours" (mean +- std (runs), percent), "verdict"
     (one of :data:`VERDICTS`) and "why"; with ``headroom`` a first row says whether the miniature has room
-    for the claims (floor / baseline / ceiling; "testable" or "not testable here")."""
+    for the claims (floor / baseline / ceiling; its verdict column reads "testable" or "not testable here":
+    the room, not a claim). Runs are in brackets: "55.6 +- 1.7 (3)", "57.9 (1)"."""
     rows = []
     if headroom is not None:
         def row(seeds):

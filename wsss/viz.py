@@ -172,10 +172,11 @@ def heat(ax, values, *, title: str = "", cmap: str = "viridis", vmin: float | No
     import matplotlib.pyplot as plt
 
     values = values.detach().cpu().numpy() if torch.is_tensor(values) else np.asarray(values)
-    if values.ndim != 2:
-        raise ValueError(f"heat: values must be a 2-D map, got shape {values.shape}")
+    if values.ndim != 2 or values.size == 0:
+        raise ValueError(f"heat: values must be a non-empty 2-D map, got shape {values.shape}")
     if centered and vmin is None and vmax is None:
-        vmax = float(np.abs(values).max()) or 1.0
+        finite = np.abs(values[np.isfinite(values)])
+        vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
         vmin = -vmax
     im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     bar = plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
@@ -443,6 +444,9 @@ def plot_sweep(points: dict[str, Sequence[tuple[float, float | Sequence[float] |
     if logx:
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+        bad = sorted({x for xy in points.values() for x, y in xy if x is not None and y is not None and x <= 0})
+        if bad:
+            raise ValueError(f"plot_sweep: logx needs x > 0, got {bad} (they would vanish from a log axis)")
         xs_all = sorted({x for xy in points.values() for x, _ in xy if x is not None and x > 0})
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(FixedLocator(xs_all))

@@ -193,7 +193,7 @@ PROPAGATE_POWER, PROPAGATE_EPS = 2, 0.1       # AFA code: aff ** n_pow, n_pow = 
 def propagate(scores: torch.Tensor, affinity: torch.Tensor, map_size, out_size, tags: torch.Tensor, *,
               radius: int = AFF_RADIUS, power: float = PROPAGATE_POWER, eps: float = PROPAGATE_EPS) -> torch.Tensor:
     """AFA's propagation of class scores along the learnt affinity (utils/camutils.py,
-    ``propagte_aff_cam_with_bkg``; RML's prediction, Sec. 3.6, walks the same way):
+    ``propagte_aff_cam_with_bkg``; RML's decoder-free prediction walks the same way):
 
     1. the scores [background; classes] (B, K+1, H, W) are resized to the affinity's map ``map_size`` (h, w)
        (bilinear) and softmaxed over background + the image's tags (``tags`` (B, K)); other classes are 0;

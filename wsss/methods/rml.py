@@ -12,7 +12,8 @@ go through the same network (N and N', shared weights), and three kinds of repre
 * **APML** (Eq. 9-14), pixel level: AFA's affinity loss on the attention maps, plus a mutual-information term
   tying the attention representation to the pseudo label.
 
-The prediction (Sec. 3.6) is the multi-scale CAM walked one step along the learnt affinity.
+The prediction: the paper says only that RML predicts the masks directly, without a decoder (Sec. 1); as AFA's
+validation code (which RML builds on), it is the multi-scale CAM walked one step along the learnt affinity.
 
 Our readings, stated where they are used: the paper's prototype ("average-pooled CAM") is one number per class,
 whose cosine is a constant; we take a vector prototype, the CAM-weighted mean of the last-stage features. Eq. (12)
@@ -199,7 +200,8 @@ def pixel_mi_loss(rep: torch.Tensor, rep_view: torch.Tensor, label: torch.Tensor
 @torch.no_grad()
 def rml_scores(net, images: torch.Tensor, *, scales: Sequence[float] = PREDICT_SCALES, radius: int = 8,
                bkg: float = PREDICT_BKG, tags: torch.Tensor | None = None) -> torch.Tensor:
-    """RML's decoder-free class scores (Sec. 3.6: "the CAM walked along the learnt affinity"): the multi-scale
+    """RML's decoder-free class scores (the paper: masks predicted directly, no decoder, Sec. 1; how, it does not
+    say, so we follow AFA's validation code, on which RML builds: the CAM walked along the learnt affinity): the multi-scale
     CAM (:func:`wsss.methods.afa.afa_cam`, scales 0.5, 1, 1.5) with a constant background ``bkg`` (0.35), walked
     by AFA's propagation (:func:`wsss.methods.afa.propagate`: softmax over background + the present classes,
     the affinity of the image's own 1x pass squared element-wise inside the radius window, columns / (sum +
