@@ -721,11 +721,18 @@ else:
 #
 # The closing table: every claim this notebook judged, the paper's numbers, ours (mean +- std over the runs, in
 # brackets), and the verdict with its reason. It is stored in the results json as "closing_table".
+# Under it, the central comparison inside its room: every seed (dots), their mean +- std, the paper's number (a hollow
+# diamond, on its own data), the floor and the ceiling; a baseline in the shaded lower half makes the claim "not
+# testable here".
 
 # %%
 wall = clock()
 CLOSING = closing_table(V.entries, HEADROOM)
 show_closing_table(CLOSING)
+room_rows = {row: [100 * x for x in vals["P^s"]] for row, vals in t4_fractions.items() if STRATEGIES[row] in CENTRAL}
+viz.plot_room(room_rows, floor=100 * HEADROOM["floor"], ceiling=100 * HEADROOM["ceiling"],
+              paper={row: PAPER_T4[row][1] for row in room_rows}, title="Table 4, the student P^s + CRF: every seed",
+              path=figures_dir / "asdt_room.png");
 record = lambda v, paper, **f: None if v is None else miou_record([x / 100 for x in v], paper, **f)  # noqa: E731
 summary = {
     "table4": [{"strategy": row, **{col: record(vals[col], PAPER_T4[row][i]) for i, col in enumerate(COLUMNS)}}

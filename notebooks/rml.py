@@ -416,10 +416,16 @@ else:
 #
 # The closing table: every claim this notebook judged, the paper's numbers, ours (mean +- std over the runs, in
 # brackets), and the verdict with its reason. It is stored in the results json as "closing_table".
+# Under it, the central comparison inside its room: every seed (dots), their mean +- std, the paper's number (a hollow
+# diamond, on its own data), the floor and the ceiling; a baseline in the shaded lower half makes the claim "not
+# testable here".
 
 # %%
 CLOSING = closing_table(V.entries, HEADROOM)
 show_closing_table(CLOSING)
+viz.plot_room({row: [100 * x for x in central[row]["pred"]] for row in central}, floor=100 * HEADROOM["floor"],
+              ceiling=100 * HEADROOM["ceiling"], paper={row: PAPER_T1[row] for row in central},
+              title="Table 1, pred: every seed", path=figures_dir / "rml_room.png");
 
 # %% [markdown]
 # **What this run shows** (quick, synthetic benchmark, one CPU, the reproducible mode; every number is in an output

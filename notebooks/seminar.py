@@ -618,10 +618,16 @@ fig.savefig(figures_dir / "seminar_fig5.png", dpi=100, bbox_inches="tight")
 #
 # The closing table: every claim this notebook judged, the paper's numbers, ours (mean +- std over the runs, in
 # brackets), and the verdict with its reason. It is stored in the results json as "closing_table".
+# Under it, the central comparison inside its room: every seed (dots), their mean +- std, the paper's number (a hollow
+# diamond, on its own data), the floor and the ceiling; a baseline in the shaded lower half makes the claim "not
+# testable here".
 
 # %%
 CLOSING = closing_table(V.entries, HEADROOM)
 show_closing_table(CLOSING)
+viz.plot_room({row: [100 * x for x in t3_fractions[row]] for row in CENTRAL}, floor=100 * HEADROOM["floor"],
+              ceiling=100 * HEADROOM["ceiling"], paper={row: PAPER_T3[row][1] for row in CENTRAL},
+              title="Table 3, ResNet column: every seed (ceiling: full supervision)", path=figures_dir / "seminar_room.png");
 
 # %% [markdown]
 # **What this run shows** (quick, synthetic benchmark, ResNet column, one CPU, the reproducible mode; every number is in

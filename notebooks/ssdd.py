@@ -651,10 +651,16 @@ fig6_table.round(1)
 #
 # The closing table: every claim this notebook judged, the paper's numbers, ours (mean +- std over the runs, in
 # brackets), and the verdict with its reason. It is stored in the results json as "closing_table".
+# Under it, the central comparison inside its room: every seed (dots), their mean +- std, the paper's number (a hollow
+# diamond, on its own data), the floor and the ceiling; a baseline in the shaded lower half makes the claim "not
+# testable here".
 
 # %%
 CLOSING = closing_table(V.entries, HEADROOM)
 show_closing_table(CLOSING)
+viz.plot_room({row: [100 * x for x in v] for row, v in t1_fractions.items()}, floor=100 * HEADROOM["floor"],
+              ceiling=100 * HEADROOM["ceiling"], paper=PAPER_T1, title="Table 1, seg + CRF: every seed",
+              path=figures_dir / "ssdd_room.png");
 
 # %% [markdown]
 # **What this run shows** (quick, synthetic benchmark, the reproducible mode; the numbers are in the outputs above):

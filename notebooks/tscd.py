@@ -534,10 +534,16 @@ else:       # label quality is not the paper's quantity: the ordering is shown, 
 #
 # The closing table: every claim this notebook judged, the paper's numbers, ours (mean +- std over the runs, in
 # brackets), and the verdict with its reason. It is stored in the results json as "closing_table".
+# Under it, the central comparison inside its room: every seed (dots), their mean +- std, the paper's number (a hollow
+# diamond, on its own data), the floor and the ceiling; a baseline in the shaded lower half makes the claim "not
+# testable here".
 
 # %%
 CLOSING = closing_table(V.entries, HEADROOM)
 show_closing_table(CLOSING)
+viz.plot_room({row: [100 * x for x in central[row]["seg"]] for row in central}, floor=100 * HEADROOM["floor"],
+              ceiling=100 * HEADROOM["ceiling"], paper={row: PAPER_T1[row]["seg"] for row in central},
+              title="Table 1, seg: every seed", path=figures_dir / "tscd_room.png");
 
 # %% [markdown]
 # **What this run shows** (quick, synthetic benchmark, one CPU, the reproducible mode; every number is in an output above):

@@ -277,3 +277,20 @@ def test_class_card_shows_each_class_with_its_mark_shape_and_scene(out):
     assert [ax.get_title() for ax in fig.axes] == [f"{e['class']}: {e['name']}" for e in card]
     with pytest.raises(ValueError, match="empty"):
         viz.class_card_figure([])
+
+
+def test_plot_room_draws_seeds_means_the_paper_and_the_room(out):
+    ax = viz.plot_room({"baseline": [54.0, 53.0, 57.0], "method": [56.2, 55.0, 57.4], "one run": 50.0},
+                       floor=10.7, ceiling=82.3, paper={"baseline": 62.6, "method": 63.8}, path=out / "room.png")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"a seed", "the paper (its data)", "mean +- std over the seeds"} <= set(labels)
+    assert any("floor 10.7" in t for t in labels) and any("ceiling 82.3" in t for t in labels)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["baseline", "method", "one run"]
+    seeds = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert sum(len(c.get_offsets()) for c in seeds) == 3 + 3 + 1 + 2       # every seed, and two paper diamonds
+    low, high = ax.patches[0].get_y(), ax.patches[0].get_y() + ax.patches[0].get_height()
+    assert (round(low, 2), round(high, 2)) == (10.7, 46.5)                 # the lower half of the room is shaded
+    flat = viz.plot_room({"a": [1.0]}, floor=50, ceiling=40)               # a smoke run: no room, said on the plot
+    assert not flat.patches and any("no room" in t.get_text() for t in flat.texts)
+    with pytest.raises(ValueError, match="no row"):
+        viz.plot_room({}, floor=1, ceiling=2)

@@ -462,6 +462,58 @@ def plot_sweep(points: dict[str, Sequence[tuple[float, float | Sequence[float] |
     return ax
 
 
+def plot_room(rows: dict[str, Sequence[float] | float], *, floor: float, ceiling: float,
+              paper: dict[str, float | None] | None = None, ax=None, title: str | None = None,
+              ylabel: str = "val mIoU (%)", path: str | Path | None = None):
+    """A notebook's central comparison inside the room it is judged in (percent): for each row its seeds
+    as dots, their mean +- std as a bar, the paper's number as a hollow diamond; the floor (every pixel
+    background) and the ceiling (the same network on full masks) as lines, and the lower half of the
+    room shaded (a baseline there makes the claim "not testable here"); a ceiling not above the floor
+    (a tiny run) is said on the plot. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("plot_room: no row to draw")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.5 + 1.3 * len(rows), 3.4))
+    paper = paper or {}
+    if floor < ceiling:
+        middle = floor + 0.5 * (ceiling - floor)
+        ax.axhspan(floor, middle, color="0.85", lw=0, zorder=0, label="lower half of the room (a baseline here: not testable)")
+    else:                                # a tiny run: the network on full masks is not above all-background
+        ax.text(0.5, 0.97, "no room: the ceiling is not above the floor", transform=ax.transAxes, ha="center",
+                va="top", fontsize=8, color="tab:red")
+    ax.axhline(floor, color="0.35", ls="--", lw=1, label=f"floor {floor:.1f} (all background)")
+    ax.axhline(ceiling, color="0.1", ls="--", lw=1, label=f"ceiling {ceiling:.1f} (full masks)")
+    rng = np.random.default_rng(0)
+    drawn_paper = False
+    for i, (name, values) in enumerate(rows.items()):
+        vals = [float(v) for v in (values if _is_seeds(values) else [values]) if v is not None]
+        if not vals:
+            continue
+        mean = float(np.mean(vals))
+        std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(vals)), vals, s=16, color="tab:blue", alpha=0.6, zorder=3,
+                   label="a seed" if i == 0 else None)
+        ax.errorbar([i + 0.25], [mean], yerr=[std] if len(vals) > 1 else None, fmt="_", ms=14, mew=2, capsize=4,
+                    color="tab:blue", zorder=4, label="mean +- std over the seeds" if i == 0 else None)
+        if paper.get(name) is not None:
+            ax.scatter([i], [paper[name]], marker="D", s=40, facecolors="none", edgecolors="tab:red", lw=1.5, zorder=5,
+                       label=None if drawn_paper else "the paper (its data)")
+            drawn_paper = True
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([_wrap(n, 1.3, 8) for n in rows], fontsize=8)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if path is not None:
+        ax.figure.savefig(path, dpi=110, bbox_inches="tight")
+    return ax
+
+
 def _is_seeds(y) -> bool:
     """A list (tuple, array) of per-seed values rather than one number or None."""
     return isinstance(y, (list, tuple)) or (isinstance(y, np.ndarray) or torch.is_tensor(y)) and y.ndim > 0
