@@ -41,7 +41,7 @@
 # **At a glance.** Paper: Zhang et al., *Weakly Supervised Semantic Segmentation via Alternative Self-Dual Teaching*,
 # [arXiv:2112.09459](https://arxiv.org/abs/2112.09459). Claim (Table 4): the alternating teachers give 64.0 mIoU on
 # VOC val against 62.6 for RRM's single class-teacher and 53.2 for a naive fusion. `quick` (the committed run, about
-# 16 minutes on a 2-core CPU): Table 4's central rows over three seeds, Table 5 and Fig. 6 once per row or point;
+# 15 minutes on a 2-core CPU): Table 4's central rows over three seeds, Table 5 and Fig. 6 once per row or point;
 # `full` (one GPU) adds the retrain step. To browse every cell in about a minute, run with `profile = "smoke"` (its
 # numbers mean nothing).
 
@@ -788,10 +788,10 @@ print(f"wall time of the notebook up to here: {wall:.0f} s ({wall / 60:.1f} min)
 # * **Fig. 6** (Section 8): every point is inconclusive by the printed rule; the sweep's spreads are 1.7 points over $T$
 #   and 4.1 over $\tau$ against the seeds' std of 1.5 at the notebook's point ($\tau$ = 1, 540 seg-teacher
 #   iterations, scores 60.1).
-# * **Cost** (the appendix): on one CPU thread 72% of a class-teacher step (38 of 52 ms) and 81% of a seg-teacher step
-#   (65 of 80 ms) is label work against 14 ms of network passes; RRM's two CRF runs take 27.9 ms and $\mathbf{B}^{st}$'s
-#   CRF 26.4 ms (the pieces table). The notebook took 16.2 minutes up to its summary (the wall-time line), 948 s of
-#   them the 20 runs of 1200 iterations (the line after the runs): 1.2 minutes over the 15 minutes `quick` aims at for ASDT.
+# * **Cost** (the appendix): on one CPU thread 72% of a class-teacher step (37 of 52 ms) and 81.5% of a seg-teacher step
+#   (63 of 78 ms) is label work against 14 ms of network passes; RRM's two CRF runs take 27.9 ms and $\mathbf{B}^{st}$'s
+#   CRF 25.7 ms (the pieces table). The notebook took 14.1 minutes up to its summary (the wall-time line), 826 s of
+#   them the 20 runs of 1200 iterations (the line after the runs): within the 15 minutes `quick` aims at for ASDT.
 #
 # The `full` profile (GPU) has not been run yet.
 

@@ -454,7 +454,7 @@ viz.plot_room({row: [100 * x for x in central[row]["pred"]] for row in central},
 #   (d) is the same run as Table 1's "+CIML +MFML" (the note under the table).
 # * **The AFA pair** (AFA 18.3 from `tscd.ipynb`) is not testable either: AFA's own room (its ceiling 58.4 from
 #   `tscd.ipynb`) leaves it in the lower fifth.
-# * **Cost:** 4.2 minutes up to the summary (the wall-time line); on one thread an RML step takes 124 ms, of which the
+# * **Cost:** 4.3 minutes up to the summary (the wall-time line); on one thread an RML step takes 124 ms, of which the
 #   work beyond all network passes is 31% (the appendix's last line).
 
 # %%

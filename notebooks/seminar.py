@@ -659,8 +659,8 @@ viz.plot_room({row: [100 * x for x in t3_fractions[row]] for row in CENTRAL}, fl
 # * **Fig. 4, one run each (Section 6):** from 45.4 before the pseudo-labels, student-student ends at 60.4, the
 #   self-generation with the learning rate reset at 54.3 and the unchanged run at 46.4; every comparison prints
 #   "inconclusive" (2 x std = 16.0). Fig. 5(a): one module 60.4, a second 47.6.
-# * **Cost:** 7.5 minutes up to the summary (the wall-time line); 19 trainings of 500 iterations. On one thread a primary
-#   model's step took 88 ms, 69 ms of it network passes; the work beyond them is 19 ms (22%), mostly the dense-CRF loss
+# * **Cost:** 7.4 minutes up to the summary (the wall-time line); 19 trainings of 500 iterations. On one thread a primary
+#   model's step took 86 ms, 67 ms of it network passes; the work beyond them is 19 ms (22%), mostly the dense-CRF loss
 #   (17.6 ms; the appendix's table). The MobileNet column and `full` need a GPU and have not been run.
 
 # %%

@@ -689,9 +689,9 @@ viz.plot_room({row: [100 * x for x in v] for row, v in t1_fractions.items()}, fl
 #   background IoU of 0.0. Our alpha = 0 is the paper's Eq. (14) (the sub head learns m^D1 only); the public code
 #   trains the sub head on m^D0 and m^D2, so its alpha = 0 is a different run (Section 7's note), not measured here.
 #   The printed orderings are "did not hold" for all three sweeps, single runs against Table 1's std.
-# * **Time.** 5.4 minutes up to the summary on the 2-core machine (the wall-time line). Per dynamic step on one
-#   thread the label work is 3.8 ms of 43.7 ms (9%), measured with whole and network-only steps interleaved (timing
-#   noise +- 0.4 ms; the appendix).
+# * **Time.** 5.3 minutes up to the summary on the 2-core machine (the wall-time line). Per dynamic step on one
+#   thread the label work is 3.8 ms of 42.8 ms (9%), measured with whole and network-only steps interleaved (timing
+#   noise +- 0.1 ms; the appendix).
 
 # %%
 wall = clock()

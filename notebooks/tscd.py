@@ -577,8 +577,8 @@ viz.plot_room({row: [100 * x for x in central[row]["seg"]] for row in central}, 
 #   twice the std, so the printed verdict is "inconclusive".
 # * **Table 5** here is pseudo-label quality, not trained models, and is shown without a verdict: every refiner lifts
 #   the trained baseline's label by 0.7-0.9 points (24.2 -> 24.9-25.1).
-# * **Cost:** 5.7 minutes up to the summary (the wall-time line); on one thread an AFA step takes 116 ms and a TSCD
-#   step 137 ms, of which the work beyond all network passes is 27% and 30% (the appendix's last lines).
+# * **Cost:** 5.4 minutes up to the summary (the wall-time line); on one thread an AFA step takes 115 ms and a TSCD
+#   step 136 ms, of which the work beyond all network passes is 26% and 30% (the appendix's last lines).
 
 # %%
 wall = clock()
