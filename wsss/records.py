@@ -208,6 +208,24 @@ def verdict_entry(claim: str, a, b, *, std=None, headroom=None, a_name=None, b_n
             "paper_b": None if paper_b is None else _fraction(paper_b, f"paper number of {b_name!r}")}
 
 
+# ---------------------------------------------------------------- several pairs, one claim
+def _overall(held: int, not_held: int, pairs: int, not_testable: bool = False) -> str:
+    """The verdict of a claim made of ``pairs`` judged pairs: "not testable here" when the room says so, "did not
+    hold" if any pair did not hold, "held" if every pair held, else "inconclusive" (also with no pair)."""
+    if not_testable:
+        return NOT_TESTABLE
+    if not_held:
+        return NOT_HELD
+    return HELD if pairs and held == pairs else INCONCLUSIVE
+
+
+def _pairs_text(held: int, not_held: int, inconclusive: int, std) -> str:
+    """"1 of 3 pairs held, 1 did not hold, 1 inconclusive (2 x std = 4.3)"."""
+    spread = "no seed std known" if std is None else f"2 x std = {200 * std:.1f}"
+    return (f"{held} of {held + not_held + inconclusive} pairs held, {not_held} did not hold, {inconclusive} "
+            f"inconclusive ({spread})")
+
+
 # ---------------------------------------------------------------- an ordering of rows
 def ordering_entry(claim: str, ours: dict, paper: dict, *, tie: float = 0.0, std=None, headroom=None) -> dict:
     """Does the paper's ranking of the rows hold here? (json-ready dict, with the sentence as "text")
@@ -247,14 +265,12 @@ def ordering_entry(claim: str, ours: dict, paper: dict, *, tie: float = 0.0, std
             if verdict == NOT_HELD and (worst is None or gap < worst[2]):
                 worst = (a, b, gap)
     pairs = sum(counts.values())
-    if _not_testable(headroom):
-        verdict, why = NOT_TESTABLE, headroom["why"]
-    elif counts[NOT_HELD]:
-        verdict, why = NOT_HELD, None
-    elif pairs and counts[HELD] == pairs:
-        verdict, why = HELD, None
+    verdict = _overall(counts[HELD], counts[NOT_HELD], pairs, _not_testable(headroom))
+    if verdict == NOT_TESTABLE:
+        why = headroom["why"]
+    elif verdict != INCONCLUSIVE:
+        why = None
     else:
-        verdict = INCONCLUSIVE
         why = ("the paper calls every pair a tie" if not pairs else
                "no seed std is known: a single run of each row cannot decide" if std is None else
                f"{counts[INCONCLUSIVE]} of {pairs} pairs differ by less than twice the seeds' std")
@@ -294,17 +310,10 @@ def combined_entry(claim: str, words, *, std=None, ours_text: str, paper_text: s
     if unknown:
         raise ValueError(f"{claim}: pair verdicts must be among {VERDICTS}, got {unknown!r}")
     counts = {w: words.count(w) for w in VERDICTS}
-    if counts[NOT_TESTABLE]:
-        verdict = NOT_TESTABLE
-    elif counts[NOT_HELD]:
-        verdict = NOT_HELD
-    elif words and counts[HELD] == len(words):
-        verdict = HELD
-    else:
-        verdict = INCONCLUSIVE
-    spread = "no seed std known" if std is None else f"2 x std = {200 * _fraction(std, 'std'):.1f}"
-    why = (f"{counts[HELD]} of {len(words)} pairs held, {counts[NOT_HELD]} did not hold, {counts[INCONCLUSIVE]} "
-           f"inconclusive ({spread})") if words else "no pair to judge"
+    verdict = _overall(counts[HELD], counts[NOT_HELD], len(words), bool(counts[NOT_TESTABLE]))
+    std = None if std is None else _fraction(std, "std")
+    why = (_pairs_text(counts[HELD], counts[NOT_HELD], counts[INCONCLUSIVE] + counts[NOT_TESTABLE], std)
+           if words else "no pair to judge")
     return {"claim": claim, "verdict": verdict, "pairs": len(words), "pairs_held": counts[HELD],
             "pairs_did_not_hold": counts[NOT_HELD], "pairs_inconclusive": counts[INCONCLUSIVE], "std": std, "why": why,
             "ours_text": ours_text, "paper_text": paper_text, **extra,
@@ -381,9 +390,7 @@ def _closing_row(entry: dict) -> dict:
         ours_text = " > ".join(f"{r} {_runs_text(ours[r], stds.get(r), runs.get(r, 1))}" for r in order_ours if r in ours)
         why = entry.get("why")
         if entry["verdict"] != NOT_TESTABLE and entry.get("pairs"):
-            spread = "no seed std known" if std is None else f"2 x std = {200 * std:.1f}"
-            why = (f"{entry['pairs_held']} of {entry['pairs']} pairs held, {entry['pairs_did_not_hold']} did not hold, "
-                   f"{entry['pairs_inconclusive']} inconclusive ({spread})")
+            why = _pairs_text(entry["pairs_held"], entry["pairs_did_not_hold"], entry["pairs_inconclusive"], std)
             worst = entry.get("largest_reversal")
             if worst:
                 why += f"; largest reversal: {worst['above']} {worst['points']:.1f} points below {worst['below']}"

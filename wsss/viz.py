@@ -11,6 +11,7 @@ import torch
 
 from .data.folder import IGNORE
 from .data.synthetic import palette
+from .records import mean_std
 
 
 # Display colours of classes 1-20, bright enough to read on the black background: 1-6 are the synthetic
@@ -424,8 +425,9 @@ def plot_sweep(points: dict[str, Sequence[tuple[float, float | Sequence[float] |
             vals = [float(v) for v in (y if _is_seeds(y) else [y]) if v is not None]
             if vals:
                 xs.append(x)
-                means.append(float(np.mean(vals)))
-                stds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+                mean, std = mean_std(vals)
+                means.append(mean)
+                stds.append(std)
                 seeds.append(vals)
         if not xs:
             continue
@@ -491,8 +493,7 @@ def plot_room(rows: dict[str, Sequence[float] | float], *, floor: float, ceiling
         vals = [float(v) for v in (values if _is_seeds(values) else [values]) if v is not None]
         if not vals:
             continue
-        mean = float(np.mean(vals))
-        std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+        mean, std = mean_std(vals)
         ax.scatter(i + rng.uniform(-0.12, 0.12, len(vals)), vals, s=16, color="tab:blue", alpha=0.6, zorder=3,
                    label="a seed" if i == 0 else None)
         ax.errorbar([i + 0.25], [mean], yerr=[std] if len(vals) > 1 else None, fmt="_", ms=14, mew=2, capsize=4,
